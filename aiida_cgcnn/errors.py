@@ -1,0 +1,29 @@
+"""Errors of the core, each naming what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+__all__ = ["InvalidStructureError", "DatasetError", "CheckpointError"]
+
+
+class InvalidStructureError(ValueError):
+    """A structure that cannot become a crystal graph.
+
+    Carries the structure's identifier so that a batch can skip it and report it.
+    """
+
+    def __init__(self, structure_id: str, reason: str, hint: str = ""):
+        self.structure_id = str(structure_id)
+        self.reason = reason
+        self.hint = hint
+        message = f"structure {self.structure_id!r}: {reason}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class DatasetError(ValueError):
+    """A dataset as a whole is unusable (empty, duplicate ids, unreadable, wrong format)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is not a valid aiida-cgcnn checkpoint."""

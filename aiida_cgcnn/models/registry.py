@@ -1,0 +1,44 @@
+"""Model configuration (a plain dict, stored in checkpoints) to model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .cgcnn import CGCNN
+
+__all__ = ["ARCHITECTURES", "build_model", "model_defaults"]
+
+ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"cgcnn": CGCNN}
+
+_CGCNN_DEFAULTS = {
+    "atom_fea_len": 64,
+    "n_conv": 3,
+    "h_fea_len": 128,
+    "n_h": 1,
+    "conv": "gated",
+    "pooling": "mean",
+    "dropout": 0.0,
+    "dmin": 0.0,
+    "dmax": 8.0,
+    "step": 0.2,
+}
+
+
+def model_defaults(architecture: str) -> dict[str, Any]:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
+    return dict(_CGCNN_DEFAULTS)
+
+
+def build_model(config: dict[str, Any], atom_table: torch.Tensor) -> torch.nn.Module:
+    """Build a model from ``config``: ``architecture``, ``out_features``, ``classification``,
+    ``extra_features`` and the architecture's hyperparameters (defaults filled in)."""
+    architecture = config.get("architecture", "cgcnn")
+    params = model_defaults(architecture)
+    unknown = set(config) - set(params) - {"architecture", "out_features", "classification", "extra_features"}
+    if unknown:
+        raise ValueError(f"unknown model settings {sorted(unknown)} for {architecture}")
+    params.update({k: v for k, v in config.items() if k != "architecture"})
+    return ARCHITECTURES[architecture](atom_table, **params)

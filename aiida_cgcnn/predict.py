@@ -1,0 +1,184 @@
+"""Predictor: a checkpoint in, predictions out. The one prediction path of the CLI, the ASE
+calculator and the calcfunctions.
+
+Graphs are rebuilt with the checkpoint's own graph settings and atom-feature table, and results
+come back in input order.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InvalidStructureError
+from .graph.batch import GraphStore, build_graph_store
+from .graph.crystal_graph import GraphSettings
+from .models.registry import build_model
+from .structures import Crystal, to_crystal
+from .training.checkpoint import load_checkpoint
+from .training.dataset import CrystalDataset, Skipped
+
+__all__ = ["Prediction", "Predictor"]
+
+
+@dataclass
+class Prediction:
+    """Predictions for the structures that could be predicted, in input order.
+
+    ``values`` are in the units of ``units`` (regression) or class probabilities (classification);
+    ``site_values[k]`` are the per-atom contributions of structure k for ``sum``/``site`` pooling.
+    """
+
+    ids: list[str]
+    values: np.ndarray  # (N, T) or (N, C)
+    target_names: list[str]
+    units: list[str]
+    task: str
+    classes: list[str] = field(default_factory=list)
+    site_values: list[np.ndarray] | None = None
+    crystal_vectors: np.ndarray | None = None
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Predicted class index (classification only)."""
+        return self.values.argmax(axis=1)
+
+    def write_csv(self, path: str | os.PathLike, targets: np.ndarray | None = None) -> None:
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            if self.task == "classification":
+                classes = self.classes or [str(i) for i in range(self.values.shape[1])]
+                writer.writerow(["id", "predicted", *[f"p_{c}" for c in classes]])
+                for sid, p in zip(self.ids, self.values, strict=True):
+                    writer.writerow([sid, int(p.argmax()), *p.tolist()])
+                return
+            header = ["id", *[f"{n}_pred" for n in self.target_names]]
+            if targets is not None:
+                header += [f"{n}_true" for n in self.target_names]
+            writer.writerow(header)
+            for k, (sid, p) in enumerate(zip(self.ids, self.values, strict=True)):
+                row = [sid, *p.tolist()]
+                if targets is not None:
+                    row += targets[k].tolist()
+                writer.writerow(row)
+
+
+class Predictor:
+    """Predict with a trained model.
+
+    Build with :meth:`from_checkpoint`; call :meth:`predict` with structures or a dataset.
+    """
+
+    def __init__(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu"):
+        self.checkpoint = checkpoint
+        self.device = torch.device(device)
+        state = checkpoint["state_dict"]
+        self.model = build_model(checkpoint["model_config"], state["atom_table"])
+        self.model.load_state_dict(state)
+        self.model.to(self.device).eval()
+        self.graph_settings = GraphSettings.from_dict(checkpoint["graph_settings"])
+        targets = checkpoint["targets"]
+        self.target_names: list[str] = list(targets["names"])
+        self.units: list[str] = list(targets["units"])
+        self.task: str = targets["task"]
+        self.classes: list[str] = list(targets.get("classes", []))
+        self.feature_names: list[str] = list(checkpoint.get("feature_names", []))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
+        """Load ``path`` (``weights_only=True``) onto the CPU, then move the model to ``device``."""
+        return cls(load_checkpoint(Path(path)), device)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.checkpoint.get("metrics", {}))
+
+    def predict(
+        self,
+        structures: Sequence[Any] | CrystalDataset,
+        ids: Sequence[str] | None = None,
+        features: np.ndarray | None = None,
+        batch_size: int = 256,
+        skip_invalid: bool = False,
+        workers: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        return_vectors: bool = False,
+    ) -> Prediction:
+        """Predict for structures (pymatgen, ASE, files, :class:`Crystal`) or a dataset.
+
+        Invalid structures raise :class:`InvalidStructureError`, or with ``skip_invalid`` are
+        reported in ``Prediction.skipped`` while the rest are predicted.
+        """
+        skipped: list[Skipped] = []
+        if isinstance(structures, CrystalDataset):
+            crystals = list(structures.crystals())
+            features = structures.features if features is None else features
+            structure_hash = structures.structure_hash()
+        else:
+            structures = list(structures)
+            if ids is None:
+                ids = [s.id if isinstance(s, Crystal) else str(k) for k, s in enumerate(structures)]
+            crystals, keep = [], []
+            for k, (sid, obj) in enumerate(zip(ids, structures, strict=True)):
+                try:
+                    crystals.append(to_crystal(obj, str(sid)))
+                    keep.append(k)
+                except InvalidStructureError as error:
+                    if not skip_invalid:
+                        raise
+                    skipped.append(Skipped(sid, str(error)))
+            if features is not None:
+                features = np.asarray(features)[keep]
+            structure_hash = None
+        store, failures = build_graph_store(
+            crystals, self.graph_settings, workers=workers, cache_dir=cache_dir, structure_hash=structure_hash
+        )
+        if failures and not skip_invalid:
+            raise InvalidStructureError(crystals[failures[0][0]].id, failures[0][1].split(": ", 1)[-1])
+        bad = {position for position, _ in failures}
+        skipped += [Skipped(crystals[p].id, message) for p, message in failures]
+        good = [k for k in range(len(crystals)) if k not in bad]
+        if features is not None:
+            features = np.asarray(features, dtype=np.float64)[good]
+        if self.feature_names and features is None:
+            raise ValueError(f"this model needs the per-structure features {self.feature_names}")
+        values, sites, vectors = self._run(store, features, batch_size, return_vectors)
+        return Prediction(
+            ids=[crystals[k].id for k in good],
+            values=values,
+            target_names=self.target_names,
+            units=self.units,
+            task=self.task,
+            classes=self.classes,
+            site_values=sites,
+            crystal_vectors=vectors,
+            skipped=skipped,
+        )
+
+    @torch.no_grad()
+    def _run(self, store: GraphStore, features, batch_size: int, return_vectors: bool):
+        outputs, site_chunks, vector_chunks = [], [], []
+        order = np.arange(len(store))
+        for batch in store.iter_batches(order, batch_size, features=features):
+            out = self.model(batch.to(self.device))
+            prediction = out.prediction
+            if self.task == "classification":
+                prediction = torch.softmax(prediction, dim=-1)
+            outputs.append(prediction.cpu())
+            if out.site is not None:
+                site_chunks.extend(torch.split(out.site.cpu(), batch.num_atoms.tolist()))
+            if return_vectors and out.crystal_vector is not None:
+                vector_chunks.append(out.crystal_vector.cpu())
+        n_out = len(self.classes) or len(self.target_names)
+        values = torch.cat(outputs).double().numpy() if outputs else np.zeros((0, n_out))
+        sites = [s.double().numpy() for s in site_chunks] if site_chunks else None
+        vectors = torch.cat(vector_chunks).double().numpy() if vector_chunks else None
+        return values, sites, vectors

@@ -1,0 +1,565 @@
+"""The trainer: one code path for the command line, CalcJobs on remote computers and scripts.
+
+Deterministic for a given seed: the epoch's shuffle and dropout draw from (seed, epoch), so a run
+resumed from a checkpoint continues exactly as an uninterrupted one. Distributed data-parallel when
+started by ``torchrun`` (``WORLD_SIZE`` > 1): each process trains on its shard of every epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import DatasetError
+from ..graph.batch import GraphStore
+from ..graph.crystal_graph import GraphSettings
+from ..graph.features import atom_feature_table
+from ..models.registry import build_model, model_defaults
+from .checkpoint import load_checkpoint, save_checkpoint
+from .dataset import CrystalDataset, Skipped
+from .metrics import classification_metrics, regression_metrics
+from .prepare import prepare_graphs
+
+__all__ = [
+    "LossDivergedError",
+    "TimeBudgetExceeded",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "split_indices",
+]
+
+
+class LossDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TimeBudgetExceeded(RuntimeError):
+    """Not raised to callers; marks a run stopped before its time budget ran out."""
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; stored in every checkpoint.
+
+    Attributes
+    ----------
+    epochs, batch_size
+        Batch size is per process under ``torchrun``.
+    optimizer
+        ``adam``, ``adamw`` or ``sgd`` (``momentum`` for SGD).
+    scheduler
+        ``none``, ``cosine`` (per batch, to zero), ``onecycle`` (per batch) or ``step``
+        (multiply by ``lr_gamma`` at each epoch in ``lr_milestones``).
+    loss
+        ``mse``, ``l1`` or ``huber`` for regression, on standardised targets; classification
+        always uses cross-entropy.
+    train_ratio, val_ratio, test_ratio
+        Random split (the paper's 60/20/20); a ratio of 0 gives an empty part, never the whole set.
+    patience
+        Early stopping: epochs without validation improvement before stopping (None: never).
+    time_budget, time_margin
+        Seconds allowed for the whole run and the margin kept before it: training stops cleanly
+        once the next epoch would not finish inside ``time_budget - time_margin``.
+    """
+
+    epochs: int = 100
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    scheduler: str = "cosine"
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+    loss: str = "mse"
+    train_ratio: float = 0.6
+    val_ratio: float = 0.2
+    test_ratio: float = 0.2
+    seed: int = 0
+    patience: int | None = None
+    time_budget: float | None = None
+    time_margin: float = 60.0
+    grad_clip: float | None = None
+    deterministic: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        return cls(**data)
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.optimizer in ("adam", "adamw", "sgd"), "optimizer must be adam, adamw or sgd"),
+            (self.scheduler in ("none", "cosine", "onecycle", "step"),
+             "scheduler must be none, cosine, onecycle or step"),
+            (self.loss in ("mse", "l1", "huber"), "loss must be mse, l1 or huber"),
+            (self.lr > 0, "lr must be positive"),
+            (min(self.train_ratio, self.val_ratio, self.test_ratio) >= 0, "split ratios must be >= 0"),
+            (self.train_ratio > 0, "train_ratio must be positive"),
+            (self.train_ratio + self.val_ratio + self.test_ratio <= 1 + 1e-9, "split ratios sum above 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    metrics: dict[str, Any]
+    stopped_reason: str  # "completed", "early_stopping" or "time_budget"
+    skipped: list[Skipped]
+    epochs_run: int
+
+
+def split_indices(n: int, train: float, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
+    """Random train/val/test split; each part gets round(ratio * n) structures (train at least 1)."""
+    permutation = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val * n))
+    n_test = int(round(test * n))
+    n_train = min(int(round(train * n)), n - n_val - n_test)
+    if n_train < 1:
+        raise DatasetError(f"{n} structures leave no training set with ratios {train}/{val}/{test}")
+    return {
+        "train": np.sort(permutation[:n_train]),
+        "val": np.sort(permutation[n_train : n_train + n_val]),
+        "test": np.sort(permutation[n_train + n_val : n_train + n_val + n_test]),
+    }
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if world > 1:
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            return torch.device(f"cuda:{local}")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+class Trainer:
+    """Train a model on a :class:`CrystalDataset`; see :meth:`fit`.
+
+    Parameters
+    ----------
+    dataset
+        Structures and targets.
+    output_dir
+        Where ``best.pt``, ``last.pt``, ``metrics.json``, ``learning_curve.csv``,
+        ``test_predictions.csv`` and ``skipped.json`` are written.
+    model_config
+        ``architecture`` plus hyperparameters (see :func:`~aiida_cgcnn.models.registry.build_model`).
+    train_config
+        :class:`TrainConfig` or a dict of its fields.
+    graph_settings
+        :class:`GraphSettings`.
+    skip_invalid
+        Leave out structures whose graph cannot be built, instead of failing.
+    cache_dir
+        Where graphs are cached (under a key of structures and settings).
+    resume
+        A ``last.pt`` to continue from: same dataset, same settings, from the next epoch.
+    init_from
+        A checkpoint whose weights start a fine-tuning run (new optimizer, schedule and split).
+    skipped
+        Structures already left out while loading the dataset, reported with the graph failures.
+    """
+
+    def __init__(
+        self,
+        dataset: CrystalDataset,
+        output_dir: str | os.PathLike,
+        model_config: dict[str, Any] | None = None,
+        train_config: TrainConfig | dict[str, Any] | None = None,
+        graph_settings: GraphSettings | None = None,
+        skip_invalid: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+        workers: int | None = None,
+        device: str | None = "auto",
+        resume: str | os.PathLike | None = None,
+        init_from: str | os.PathLike | None = None,
+        progress: bool | None = None,
+        atom_properties: list[str] | None = None,
+        skipped: list[Skipped] | None = None,
+    ):
+        self.output_dir = Path(output_dir)
+        self.resume_state = load_checkpoint(resume) if resume else None
+        if self.resume_state is not None:
+            # a resumed run takes every setting from its checkpoint
+            model_config = dict(self.resume_state["model_config"])
+            train_config = TrainConfig.from_dict(self.resume_state["train_config"])
+            graph_settings = GraphSettings.from_dict(self.resume_state["graph_settings"])
+            atom_properties = list(self.resume_state["atom_properties"])
+            if self.resume_state.get("dataset", {}).get("sha256") != dataset.sha256():
+                raise DatasetError("cannot resume: the dataset differs from the one the checkpoint was trained on")
+        if isinstance(train_config, dict):
+            train_config = TrainConfig.from_dict(train_config)
+        self.config = train_config or TrainConfig()
+        self.config.validate()
+        self.graph_settings = graph_settings or GraphSettings()
+        self.model_config = {"architecture": "cgcnn", **(model_config or {})}
+        model_defaults(self.model_config["architecture"])  # fails early on an unknown architecture
+        self.atom_properties = atom_properties
+        self.rank, self.world = _distributed()
+        self.device = resolve_device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.init_from = init_from
+        self.dataset_sha256 = dataset.sha256()
+        self.dataset_size = len(dataset)
+        self.prepared = self._prepare(dataset, skip_invalid, cache_dir, workers)
+        self.prepared.skipped = list(skipped or []) + self.prepared.skipped
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def _prepare(self, dataset, skip_invalid, cache_dir, workers):
+        if self.world > 1 and cache_dir is not None:
+            # rank 0 builds and caches the graphs, the others read the cache
+            if self.rank == 0:
+                prepared = prepare_graphs(dataset, self.graph_settings, skip_invalid, cache_dir, workers)
+            torch.distributed.barrier()
+            if self.rank != 0:
+                prepared = prepare_graphs(dataset, self.graph_settings, skip_invalid, cache_dir, workers)
+            return prepared
+        return prepare_graphs(dataset, self.graph_settings, skip_invalid, cache_dir, workers)
+
+    @property
+    def classification(self) -> bool:
+        return self.prepared.dataset.task == "classification"
+
+    def _out_features(self) -> int:
+        data = self.prepared.dataset
+        if self.classification:
+            finite = data.targets[np.isfinite(data.targets)]
+            return max(len(data.classes), int(finite.max()) + 1 if finite.size else 2, 2)
+        return data.targets.shape[1]
+
+    def _build_model(self, train_idx: np.ndarray) -> nn.Module:
+        data = self.prepared.dataset
+        config = dict(self.model_config)
+        config["out_features"] = self._out_features()
+        config["classification"] = self.classification
+        config["extra_features"] = 0 if data.features is None else data.features.shape[1]
+        self.model_config = config
+        table = atom_feature_table(tuple(self.atom_properties) if self.atom_properties else None)
+        torch.manual_seed(self.config.seed)
+        model = build_model(config, table)
+        if not self.classification:
+            y = data.targets[train_idx]
+            if model.head.pooling == "sum":
+                y = y / data.num_atoms[train_idx, None]  # per-atom standardisation keeps sum exact
+            std = y.std(axis=0)
+            model.head.set_normalisation(
+                torch.tensor(y.mean(axis=0)), torch.tensor(np.where(std > 0, std, 1.0))
+            )
+        if data.features is not None:
+            f = data.features[train_idx]
+            std = f.std(axis=0)
+            model.head.set_normalisation(
+                extra_mean=torch.tensor(f.mean(axis=0)), extra_std=torch.tensor(np.where(std > 0, std, 1.0))
+            )
+        if self.init_from:
+            state = load_checkpoint(self.init_from)
+            model.load_state_dict(state["state_dict"])
+        return model.to(self.device)
+
+    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+        return cls(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def _scheduler(self, optimizer, steps_per_epoch: int):
+        c = self.config
+        total = max(c.epochs * steps_per_epoch, 1)
+        if c.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        if c.scheduler == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=c.lr, total_steps=total)
+        if c.scheduler == "step":
+            milestones = [m * steps_per_epoch for m in c.lr_milestones if m < c.epochs]
+            return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=c.lr_gamma)
+        return None
+
+    # --- loops --------------------------------------------------------------------------------
+
+    def _loss(self, model: nn.Module, output, batch) -> torch.Tensor:
+        if self.classification:
+            return nn.functional.cross_entropy(output.prediction, batch.targets[:, 0].long())
+        head = model.head
+        scale = head.target_std
+        if head.pooling == "sum":
+            scale = scale * batch.num_atoms.float().mean()
+        error_pred, error_true = output.prediction / scale, batch.targets / scale
+        if self.config.loss == "l1":
+            return nn.functional.l1_loss(error_pred, error_true)
+        if self.config.loss == "huber":
+            return nn.functional.huber_loss(error_pred, error_true)
+        return nn.functional.mse_loss(error_pred, error_true)
+
+    def _shard(self, indices: np.ndarray) -> np.ndarray:
+        if self.world == 1:
+            return indices
+        per_rank = len(indices) // self.world  # equal batch counts on every rank, or DDP hangs
+        return indices[self.rank :: self.world][:per_rank]
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, indices: np.ndarray, batch_size: int | None = None):
+        """Predictions and metrics of ``model`` on the structures at ``indices``."""
+        data = self.prepared.dataset
+        model.eval()
+        outputs = []
+        for batch in self.prepared.graphs.iter_batches(
+            indices, batch_size or self.config.batch_size, data.targets, data.features
+        ):
+            out = model(batch.to(self.device)).prediction
+            outputs.append(torch.softmax(out, -1) if self.classification else out)
+        prediction = torch.cat(outputs).cpu().numpy().astype(np.float64) if outputs else np.zeros((0, 1))
+        target = data.targets[indices]
+        if len(indices) == 0:
+            return prediction, {}
+        if self.classification:
+            return prediction, classification_metrics(prediction, target[:, 0])
+        return prediction, regression_metrics(prediction, target)
+
+    def _is_better(self, metrics: dict, best: float | None) -> tuple[bool, float]:
+        score = -metrics["accuracy"] if self.classification else metrics["mae"]
+        return (best is None or score < best), score
+
+    def fit(self) -> TrainResult:
+        """Train, keeping the best model on the validation set; returns paths, metrics and why it stopped."""
+        start_time = time.monotonic()
+        c = self.config
+        data = self.prepared.dataset
+        if self.resume_state is not None:
+            split = {k: np.asarray(v.numpy(), dtype=np.int64) for k, v in self.resume_state["split"].items()}
+        else:
+            split = split_indices(len(data), c.train_ratio, c.val_ratio, c.test_ratio, c.seed)
+        model = self._build_model(split["train"])
+        optimizer = self._optimizer(model)
+        steps_per_epoch = max(math.ceil(len(self._shard(split["train"])) / c.batch_size), 1)
+        scheduler = self._scheduler(optimizer, steps_per_epoch)
+        history: list[dict[str, Any]] = []
+        best_score: float | None = None
+        best_epoch = -1
+        first_epoch = 0
+        if self.resume_state is not None:
+            state = self.resume_state
+            model.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer_state"])
+            if scheduler is not None and state.get("scheduler_state"):
+                scheduler.load_state_dict(state["scheduler_state"])
+            history = list(state["history"])
+            best_score = state.get("best_score")
+            best_epoch = state.get("best_epoch", -1)
+            first_epoch = state["epoch"] + 1
+        if c.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        train_model = model
+        if self.world > 1:
+            train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        best_path, last_path = self.output_dir / "best.pt", self.output_dir / "last.pt"
+        self._write_skipped()
+        stopped = "completed"
+        epoch_times: list[float] = []
+        epochs = range(first_epoch, c.epochs)
+        bar = None
+        if self.progress and self.rank == 0:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=c.epochs, initial=first_epoch, desc="training", unit="epoch")
+        epoch = first_epoch - 1
+        for epoch in epochs:
+            epoch_start = time.monotonic()
+            if c.time_budget is not None:
+                elapsed = epoch_start - start_time
+                expected = max(epoch_times) * 1.2 if epoch_times else 0.0
+                if elapsed + expected > c.time_budget - c.time_margin:
+                    stopped = "time_budget"
+                    epoch -= 1
+                    break
+            train_model.train()
+            torch.manual_seed(c.seed * 100003 + epoch)
+            order = np.random.default_rng([c.seed, epoch]).permutation(split["train"])
+            order = self._shard(order)
+            total_loss, n_seen = 0.0, 0
+            for batch in self.prepared.graphs.iter_batches(order, c.batch_size, data.targets, data.features):
+                batch = batch.to(self.device, non_blocking=True)
+                output = train_model(batch)
+                loss = self._loss(model, output, batch)
+                if not torch.isfinite(loss):
+                    raise LossDivergedError(
+                        f"the training loss became {loss.item()} at epoch {epoch}; lower the learning rate"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                total_loss += loss.item() * batch.num_crystals
+                n_seen += batch.num_crystals
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": total_loss / max(n_seen, 1),
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            improved = False
+            if self.rank == 0:
+                if len(split["val"]):
+                    _, val_metrics = self.evaluate(model, split["val"])
+                    record.update({f"val_{k}": v for k, v in val_metrics.items()})
+                    improved, score = self._is_better(val_metrics, best_score)
+                else:
+                    improved, score = True, float(epoch)  # no validation set: the last epoch is best
+                if improved:
+                    best_score, best_epoch = score, epoch
+            if self.world > 1:
+                shared = [improved, best_score, best_epoch]
+                torch.distributed.broadcast_object_list(shared, src=0)
+                improved, best_score, best_epoch = shared
+            record["time_s"] = time.monotonic() - epoch_start
+            epoch_times.append(record["time_s"])
+            history.append(record)
+            if self.rank == 0:
+                payload = self._payload(model, split, history, epoch, best_score, best_epoch)
+                save_checkpoint(last_path, {**payload, "optimizer_state": optimizer.state_dict(),
+                                            "scheduler_state": scheduler.state_dict() if scheduler else {}})
+                if improved:
+                    save_checkpoint(best_path, payload)
+                self._write_learning_curve(history)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("train_loss", "val_mae",
+                                                                                   "val_accuracy")})
+            if c.patience is not None and epoch - best_epoch >= c.patience:
+                stopped = "early_stopping"
+                break
+        if bar is not None:
+            bar.close()
+        metrics = self._finish(split, best_path, history, epoch, best_epoch, stopped, start_time)
+        if self.world > 1:
+            torch.distributed.barrier()
+        return TrainResult(self.output_dir, best_path, last_path, metrics, stopped, self.prepared.skipped,
+                           len(history))
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def _payload(self, model, split, history, epoch, best_score, best_epoch) -> dict[str, Any]:
+        data = self.prepared.dataset
+        return {
+            "model_config": dict(self.model_config),
+            "graph_settings": self.graph_settings.to_dict(),
+            "atom_properties": list(self.atom_properties or []),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "targets": {"names": list(data.target_names), "units": list(data.units), "task": data.task,
+                        "classes": list(data.classes)},
+            "feature_names": list(data.feature_names),
+            "train_config": asdict(self.config),
+            "split": {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in split.items()},
+            "dataset": {"sha256": self.dataset_sha256, "size": self.dataset_size,
+                        "valid_size": len(data)},
+            "history": history,
+            "epoch": epoch,
+            "best_score": best_score,
+            "best_epoch": best_epoch,
+        }
+
+    def _write_skipped(self) -> None:
+        if self.rank == 0:
+            path = self.output_dir / "skipped.json"
+            path.write_text(json.dumps([asdict(s) for s in self.prepared.skipped], indent=1))
+
+    def _write_learning_curve(self, history: list[dict]) -> None:
+        keys: list[str] = []
+        for record in history:
+            keys += [k for k in record if k not in keys]
+        with open(self.output_dir / "learning_curve.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(history)
+
+    def _finish(self, split, best_path, history, epoch, best_epoch, stopped, start_time) -> dict[str, Any]:
+        if self.rank != 0:
+            return {}
+        data = self.prepared.dataset
+        metrics: dict[str, Any] = {
+            "stopped_reason": stopped,
+            "epochs_run": len(history),
+            "last_epoch": epoch,
+            "best_epoch": best_epoch,
+            "num_train": len(split["train"]),
+            "num_val": len(split["val"]),
+            "num_test": len(split["test"]),
+            "num_skipped": len(self.prepared.skipped),
+            "targets": list(data.target_names),
+            "units": list(data.units),
+            "task": data.task,
+            "wall_time_s": time.monotonic() - start_time,
+        }
+        if best_path.is_file():
+            from ..predict import Predictor
+
+            predictor = Predictor.from_checkpoint(best_path, device=self.device)
+            model = predictor.model
+            for part in ("train", "val", "test"):
+                if len(split[part]):
+                    prediction, part_metrics = self.evaluate(model, split[part])
+                    metrics[part] = part_metrics
+                    if part == "test":
+                        self._write_predictions(split[part], prediction)
+            # the best checkpoint carries the final metrics too
+            state = load_checkpoint(best_path)
+            state["metrics"] = metrics
+            save_checkpoint(best_path, {k: v for k, v in state.items()
+                                        if k not in ("format", "format_version", "package_version", "created")})
+        (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        return metrics
+
+    def _write_predictions(self, indices: np.ndarray, prediction: np.ndarray) -> None:
+        data = self.prepared.dataset
+        with open(self.output_dir / "test_predictions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            if self.classification:
+                classes = data.classes or [str(i) for i in range(prediction.shape[1])]
+                writer.writerow(["id", "target", "predicted", *[f"p_{c}" for c in classes]])
+                for i, p in zip(indices, prediction, strict=True):
+                    writer.writerow([data.ids[i], int(data.targets[i, 0]), int(p.argmax()), *p.tolist()])
+            else:
+                names = data.target_names
+                writer.writerow(["id", *[f"{n}_true" for n in names], *[f"{n}_pred" for n in names]])
+                for i, p in zip(indices, prediction, strict=True):
+                    writer.writerow([data.ids[i], *data.targets[i].tolist(), *p.tolist()])
