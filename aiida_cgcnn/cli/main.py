@@ -1,0 +1,301 @@
+"""Click commands: ``dataset``, ``train``, ``predict``, ``demo``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_CODES = {
+    "completed": 0,
+    "error": 1,
+    "usage": 2,
+    "time_budget": 3,
+    "invalid_input": 4,
+    "diverged": 5,
+    "out_of_memory": 6,
+}
+
+
+def _write_status(output_dir: Path | None, status: str, message: str = "", **extra: Any) -> None:
+    if output_dir is None:
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"status": status, "exit_code": EXIT_CODES[status], "message": message, **extra}
+    (output_dir / "status.json").write_text(json.dumps(payload, indent=2))
+
+
+def _guarded(output_option: str):
+    """Map the core's errors to exit codes and ``status.json``, with a one-paragraph message."""
+
+    def decorator(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            from ..errors import CheckpointError, DatasetError, InvalidStructureError
+            from ..training.trainer import LossDivergedError
+
+            target = kwargs.get(output_option)
+            output_dir = Path(target) if target is not None else None
+            if output_dir is not None and output_dir.suffix:  # a file path: status beside it
+                output_dir = output_dir.parent
+            try:
+                return function(*args, **kwargs)
+            except (DatasetError, InvalidStructureError, CheckpointError, ValueError) as error:
+                status, message = "invalid_input", str(error)
+            except LossDivergedError as error:
+                status, message = "diverged", str(error)
+            except MemoryError as error:
+                status, message = "out_of_memory", f"out of host memory ({error}); lower the batch size"
+            except RuntimeError as error:
+                if "out of memory" not in str(error).lower():
+                    raise
+                status, message = "out_of_memory", f"out of memory ({error}); lower the batch size"
+            _write_status(output_dir, status, message)
+            click.echo(f"Error [{status}]: {message}", err=True)
+            sys.exit(EXIT_CODES[status])
+
+        return wrapper
+
+    return decorator
+
+
+def _write_skipped(path: Path, skipped) -> None:
+    path.write_text("".join(f"{s.id}\t{s.reason}\n" for s in skipped))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aiida-cgcnn")
+def cli() -> None:
+    """Crystal graph neural networks: build datasets, train, predict. No AiiDA profile needed."""
+
+
+# --- dataset ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def dataset() -> None:
+    """Build and inspect portable dataset files (.npz)."""
+
+
+@dataset.command("create")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Dataset file (.npz).")
+@click.option("--target-name", "target_names", multiple=True, help="Name of each target column.")
+@click.option("--unit", "units", multiple=True, help="Unit of each target column.")
+@click.option("--task", type=click.Choice(["regression", "classification"]), default="regression")
+@click.option("--skip-invalid", is_flag=True, help="Leave invalid structures out and list them.")
+@_guarded("output")
+def dataset_create(source: Path, output: Path, target_names, units, task, skip_invalid) -> None:
+    """Create a dataset file from a CGCNN/ALIGNN data directory (id_prop.csv + structure files)."""
+    from ..training.dataset import CrystalDataset
+
+    data, skipped = CrystalDataset.from_cgcnn_directory(
+        source, target_names=target_names or None, units=units or None, task=task, skip_invalid=skip_invalid
+    )
+    data.save(output)
+    if skipped:
+        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
+    click.echo(f"Wrote {len(data)} structures to {output}")
+
+
+@dataset.command("info")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_guarded("path")
+def dataset_info(path: Path) -> None:
+    """Print a dataset file's header as JSON."""
+    from ..training.dataset import CrystalDataset
+
+    click.echo(json.dumps(CrystalDataset.load(path).header(), indent=2))
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    config = json.loads(path.read_text())
+    unknown = set(config) - {"model", "train", "graph", "skip_invalid", "atom_properties"}
+    if unknown:
+        raise ValueError(f"unknown sections {sorted(unknown)} in {path}; use model, train, graph")
+    return config
+
+
+@cli.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("run"), show_default=True)
+@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path),
+              help="JSON file with 'model', 'train' and 'graph' sections; options below override it.")
+@click.option("--model", "architecture", type=click.Choice(["cgcnn"]), help="Architecture [cgcnn].")
+@click.option("--pooling", type=click.Choice(["mean", "sum", "site", "sum-vector"]), help="Readout [mean].")
+@click.option("--conv", type=click.Choice(["gated", "simple"]), help="Eq. 5 (gated) or Eq. 4 (simple) [gated].")
+@click.option("--task", type=click.Choice(["regression", "classification"]), default=None,
+              help="For data directories [regression].")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]))
+@click.option("--scheduler", type=click.Choice(["none", "cosine", "onecycle", "step"]))
+@click.option("--patience", type=int, help="Early stopping patience (epochs).")
+@click.option("--seed", type=int)
+@click.option("--split", type=(float, float, float), default=None, help="Train/val/test ratios [0.6 0.2 0.2].")
+@click.option("--time-budget", type=float, help="Seconds for the whole run (e.g. the walltime).")
+@click.option("--time-margin", type=float, help="Seconds kept free before the budget ends [60].")
+@click.option("--max-radius", type=float, help="Widen the neighbour search up to this radius for isolated atoms.")
+@click.option("--resume", type=click.Path(exists=True, path_type=Path), help="Continue from a last.pt.")
+@click.option("--init-from", type=click.Path(exists=True, path_type=Path), help="Fine-tune from a checkpoint.")
+@click.option("--skip-invalid", is_flag=True, help="Leave invalid structures out (listed in skipped.txt).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Graph cache directory [OUTPUT_DIR/../.graph-cache].")
+@click.option("--workers", type=int, help="Processes for graph construction [cores, at most 8].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar [on for terminals].")
+@_guarded("output_dir")
+def train(data: Path, output_dir: Path, config_path: Path | None, architecture, pooling, conv, task, epochs,
+          batch_size, lr, optimizer, scheduler, patience, seed, split, time_budget, time_margin, max_radius,
+          resume, init_from, skip_invalid, cache_dir, workers, device, progress) -> None:
+    """Train a model on DATA (a dataset file or a CGCNN-style directory); write checkpoints,
+    metrics.json, learning_curve.csv and test_predictions.csv to OUTPUT_DIR."""
+    from ..graph.crystal_graph import GraphSettings
+    from ..training.dataset import load_dataset
+    from ..training.trainer import Trainer
+
+    config = _load_config(config_path)
+    model_config = dict(config.get("model", {}))
+    train_config = dict(config.get("train", {}))
+    graph_config = dict(config.get("graph", {}))
+    for key, value in (("architecture", architecture), ("pooling", pooling), ("conv", conv)):
+        if value is not None:
+            model_config[key] = value
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+                 "scheduler": scheduler, "patience": patience, "seed": seed, "time_budget": time_budget,
+                 "time_margin": time_margin}
+    train_config.update({k: v for k, v in overrides.items() if v is not None})
+    if split is not None:
+        train_config.update(dict(zip(("train_ratio", "val_ratio", "test_ratio"), split, strict=True)))
+    if max_radius is not None:
+        graph_config["max_radius"] = max_radius
+    skip_invalid = skip_invalid or bool(config.get("skip_invalid", False))
+    dataset_, skipped = load_dataset(data, skip_invalid=skip_invalid, task=task or "regression")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(
+        dataset_,
+        output_dir,
+        model_config=model_config,
+        train_config=train_config,
+        graph_settings=GraphSettings.from_dict(graph_config),
+        skip_invalid=skip_invalid,
+        cache_dir=cache_dir if cache_dir is not None else output_dir.parent / ".graph-cache",
+        workers=workers,
+        device=device,
+        resume=resume,
+        init_from=init_from,
+        progress=progress,
+        atom_properties=config.get("atom_properties"),
+        skipped=skipped,
+    )
+    result = trainer.fit()
+    if trainer.rank != 0:
+        return
+    _write_skipped(output_dir / "skipped.txt", result.skipped)
+    status = "time_budget" if result.stopped_reason == "time_budget" else "completed"
+    message = {
+        "completed": f"trained {result.epochs_run} epochs",
+        "early_stopping": f"stopped early after {result.epochs_run} epochs",
+        "time_budget": "stopped before the time budget ran out; resume with --resume last.pt",
+    }[result.stopped_reason]
+    _write_status(output_dir, status, message, stopped_reason=result.stopped_reason,
+                  skipped=[asdict(s) for s in result.skipped])
+    test = result.metrics.get("test", {})
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in test.items())
+    click.echo(f"{message}; best checkpoint {result.best_checkpoint}" + (f"; test {summary}" if summary else ""))
+    if status != "completed":
+        sys.exit(EXIT_CODES[status])
+
+
+# --- predict ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, path_type=Path), nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("predictions.csv"),
+              show_default=True, help="Predictions CSV (input order).")
+@click.option("--sites", type=click.Path(path_type=Path), help="Per-site contributions CSV (sum/site pooling).")
+@click.option("--skip-invalid", is_flag=True, help="Predict the valid structures, list the others.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--workers", type=int)
+@_guarded("output")
+def predict(checkpoint: Path, data: tuple[Path, ...], output: Path, sites, skip_invalid, batch_size, device,
+            workers) -> None:
+    """Predict with CHECKPOINT for DATA: a dataset file, a CGCNN-style directory or structure files."""
+    from ..predict import Predictor
+    from ..training.dataset import CrystalDataset, load_dataset
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    skipped = []
+    if len(data) == 1 and (data[0].is_dir() or data[0].suffix == ".npz"):
+        dataset_, skipped = load_dataset(data[0], skip_invalid=skip_invalid, require_targets=False)
+    else:
+        dataset_, skipped = CrystalDataset.from_structures(
+            [str(p) for p in data], ids=[p.name for p in data], require_targets=False, skip_invalid=skip_invalid
+        )
+    result = predictor.predict(dataset_, skip_invalid=skip_invalid, batch_size=batch_size, workers=workers)
+    skipped = skipped + result.skipped
+    output.parent.mkdir(parents=True, exist_ok=True)
+    index = {sid: k for k, sid in enumerate(map(str, dataset_.ids))}
+    targets = dataset_.targets[[index[i] for i in result.ids]]
+    has_targets = predictor.task == "regression" and targets.shape[1] == len(predictor.target_names) and \
+        bool(len(targets)) and bool((targets == targets).all())
+    result.write_csv(output, targets if has_targets else None)
+    if sites and result.site_values is not None:
+        with open(sites, "w") as handle:
+            handle.write("id,site," + ",".join(predictor.target_names) + "\n")
+            for sid, values in zip(result.ids, result.site_values, strict=True):
+                for k, row in enumerate(values):
+                    handle.write(f"{sid},{k}," + ",".join(f"{v:.8g}" for v in row) + "\n")
+    if skipped:
+        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
+    _write_status(output.parent, "completed", f"predicted {len(result.ids)} structures",
+                  skipped=[asdict(s) for s in skipped])
+    click.echo(f"Predicted {len(result.ids)} structures -> {output}")
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("demo-run"), show_default=True)
+@click.option("--structures", "n_structures", type=int, default=300, show_default=True)
+@click.option("--epochs", type=int, default=40, show_default=True)
+@_guarded("output_dir")
+def demo(output_dir: Path, n_structures: int, epochs: int) -> None:
+    """Generate fcc/bcc alloys with EMT energies, train a CGCNN on them, predict with it."""
+    from ..demo import run_demo
+
+    run_demo(output_dir, n_structures=n_structures, epochs=epochs, echo=click.echo)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.exceptions.ClickException as error:
+        error.show()
+        sys.exit(EXIT_CODES["usage"])
+    except SystemExit:
+        raise
+    except Exception:
+        traceback.print_exc()
+        sys.exit(EXIT_CODES["error"])
