@@ -1,0 +1,50 @@
+# aiida-cgcnn: the README's commands.
+#
+#   make demo    set everything up, then train a small CGCNN on generated EMT alloys and predict
+#   make test    the whole test suite (slow tests included); extra pytest arguments in PYTEST_ARGS
+#   make docs    the Sphinx site, warnings as errors, into docs/_build/html
+#   make lint    ruff check and ruff format --check
+#   make clean   remove build outputs and runs (keeps .venv; `make distclean` removes it too)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The stamp records a finished install; it is redone when the project's requirements change.
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+LINT_PATHS := aiida_cgcnn tests benchmarks
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test docs lint clean distclean
+
+help:
+	@sed -n '3,7s/^#  //p' Makefile
+
+venv: $(STAMP)
+
+# constraints.txt pins torch to the CPU build that lies on the project's machines; without it pip
+# would pull a CUDA build of several GB.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[tests,docs,dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/aiida-cgcnn demo -o runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+clean:
+	rm -rf docs/_build runs build dist .pytest_cache .ruff_cache .mypy_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info
