@@ -92,11 +92,13 @@ def _from_pymatgen(structure: Any, sid: str) -> Crystal:
             "has partial occupancy or disordered sites",
             "order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation, or skip it",
         )
+    from pymatgen.core.periodic_table import DummySpecies
+
     numbers = []
     for site in structure:
         specie = site.specie
         z = getattr(specie, "Z", None)
-        if z is None:  # DummySpecies and the like
+        if z is None or isinstance(specie, DummySpecies):  # DummySpecies.Z is hash(symbol), not None
             raise InvalidStructureError(sid, f"has a site of unknown element {specie!s}", "remove that site")
         numbers.append(int(z))
     return Crystal(
