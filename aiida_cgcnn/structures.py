@@ -176,6 +176,8 @@ def to_crystal(obj: Any, sid: str | None = None) -> Crystal:
     if isinstance(obj, (str, os.PathLike)):
         return read_structure_file(obj, sid)
     module = type(obj).__module__
+    if any(cls.__module__.startswith("ase.") for cls in type(obj).__mro__):
+        module = "ase"  # ASE Atoms and subclasses such as pymatgen's MSONAtoms (AseAtomsAdaptor.get_atoms)
     if module.startswith("pymatgen"):
         label = sid if sid is not None else (obj.properties.get("id") or obj.formula)
         if not hasattr(obj, "lattice"):
