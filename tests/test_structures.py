@@ -118,9 +118,9 @@ def test_files_missing_or_unreadable(tmp_path):
 
 
 def test_poscar_from_the_real_data(jarvis_dir):
-    c = to_crystal(jarvis_dir / "POSCAR-JVASP-1002.vasp") if (jarvis_dir / "POSCAR-JVASP-1002.vasp").exists() \
-        else to_crystal(jarvis_dir / "POSCAR-JVASP-1372.vasp")
+    c = to_crystal(jarvis_dir / "POSCAR-JVASP-1372.vasp")
     assert isinstance(c, Crystal)
+    assert c.id == "POSCAR-JVASP-1372"
     assert c.num_atoms == 2 and c.lattice.shape == (3, 3)
     with pytest.raises(InvalidStructureError, match="noble-gas"):
         to_crystal(jarvis_dir / "POSCAR-JVASP-21210.vasp")
