@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidStructureError", "DatasetError", "CheckpointError"]
+__all__ = ["CheckpointError", "DatasetError", "DatasetNotFoundError", "InvalidStructureError"]
 
 
 class InvalidStructureError(ValueError):
@@ -23,6 +23,10 @@ class InvalidStructureError(ValueError):
 
 class DatasetError(ValueError):
     """A dataset as a whole is unusable (empty, duplicate ids, unreadable, wrong format)."""
+
+
+class DatasetNotFoundError(DatasetError):
+    """A dataset file that should exist (e.g. in a remote cache) does not."""
 
 
 class CheckpointError(ValueError):

@@ -10,6 +10,7 @@ Exit codes (also written to ``status.json`` in the output directory, for parsers
 4  invalid input: dataset, structures or checkpoint (the message names them)
 5  the training loss diverged (NaN or infinite)
 6  out of memory (GPU or host)
+7  an input file that should exist does not (e.g. a dataset expected in a remote cache)
 == ====================================================================
 """
 

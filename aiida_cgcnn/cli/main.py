@@ -22,7 +22,9 @@ EXIT_CODES = {
     "invalid_input": 4,
     "diverged": 5,
     "out_of_memory": 6,
+    "missing_input": 7,
 }
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
 def _write_status(output_dir: Path | None, status: str, message: str = "", **extra: Any) -> None:
@@ -39,7 +41,7 @@ def _guarded(output_option: str):
     def decorator(function):
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            from ..errors import CheckpointError, DatasetError, InvalidStructureError
+            from ..errors import CheckpointError, DatasetError, DatasetNotFoundError, InvalidStructureError
             from ..training.trainer import LossDivergedError
 
             target = kwargs.get(output_option)
@@ -48,6 +50,8 @@ def _guarded(output_option: str):
                 output_dir = output_dir.parent
             try:
                 return function(*args, **kwargs)
+            except DatasetNotFoundError as error:
+                status, message = "missing_input", str(error)
             except (DatasetError, InvalidStructureError, CheckpointError, ValueError) as error:
                 status, message = "invalid_input", str(error)
             except LossDivergedError as error:
@@ -55,7 +59,7 @@ def _guarded(output_option: str):
             except MemoryError as error:
                 status, message = "out_of_memory", f"out of host memory ({error}); lower the batch size"
             except RuntimeError as error:
-                if "out of memory" not in str(error).lower():
+                if not any(m in str(error).lower() for m in _OOM_MESSAGES):
                     raise
                 status, message = "out_of_memory", f"out of memory ({error}); lower the batch size"
             _write_status(output_dir, status, message)
@@ -65,6 +69,24 @@ def _guarded(output_option: str):
         return wrapper
 
     return decorator
+
+
+def _store_copy(path: Path, directory: Path) -> Path:
+    """Copy a dataset file to ``directory/<sha256>.npz`` atomically, unless it is there already."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{digest}.npz"
+    if not target.exists():
+        handle = tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False)
+        handle.close()
+        shutil.copyfile(path, handle.name)
+        os.replace(handle.name, target)
+    return target
 
 
 def _write_skipped(path: Path, skipped) -> None:
@@ -131,7 +153,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 
 
 @cli.command()
-@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("run"), show_default=True)
 @click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path),
               help="JSON file with 'model', 'train' and 'graph' sections; options below override it.")
@@ -155,13 +177,15 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--init-from", type=click.Path(exists=True, path_type=Path), help="Fine-tune from a checkpoint.")
 @click.option("--skip-invalid", is_flag=True, help="Leave invalid structures out (listed in skipped.txt).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Graph cache directory [OUTPUT_DIR/../.graph-cache].")
+@click.option("--store-dataset", type=click.Path(path_type=Path),
+              help="Also keep a copy of the dataset file in this directory, named by its sha256, for reuse.")
 @click.option("--workers", type=int, help="Processes for graph construction [cores, at most 8].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [on for terminals].")
 @_guarded("output_dir")
 def train(data: Path, output_dir: Path, config_path: Path | None, architecture, pooling, conv, task, epochs,
           batch_size, lr, optimizer, scheduler, patience, seed, split, time_budget, time_margin, max_radius,
-          resume, init_from, skip_invalid, cache_dir, workers, device, progress) -> None:
+          resume, init_from, skip_invalid, cache_dir, store_dataset, workers, device, progress) -> None:
     """Train a model on DATA (a dataset file or a CGCNN-style directory); write checkpoints,
     metrics.json, learning_curve.csv and test_predictions.csv to OUTPUT_DIR."""
     from ..graph.crystal_graph import GraphSettings
@@ -185,6 +209,8 @@ def train(data: Path, output_dir: Path, config_path: Path | None, architecture, 
         graph_config["max_radius"] = max_radius
     skip_invalid = skip_invalid or bool(config.get("skip_invalid", False))
     dataset_, skipped = load_dataset(data, skip_invalid=skip_invalid, task=task or "regression")
+    if store_dataset is not None and data.suffix == ".npz":
+        _store_copy(data, store_dataset)
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(
         dataset_,
@@ -226,25 +252,31 @@ def train(data: Path, output_dir: Path, config_path: Path | None, architecture, 
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.argument("data", type=click.Path(exists=True, path_type=Path), nargs=-1, required=True)
+@click.argument("data", type=click.Path(path_type=Path), nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("predictions.csv"),
               show_default=True, help="Predictions CSV (input order).")
 @click.option("--sites", type=click.Path(path_type=Path), help="Per-site contributions CSV (sum/site pooling).")
 @click.option("--skip-invalid", is_flag=True, help="Predict the valid structures, list the others.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda or cuda:N.")
 @click.option("--workers", type=int)
+@click.option("--store-dataset", type=click.Path(path_type=Path),
+              help="Also keep a copy of a dataset file in this directory, named by its sha256, for reuse.")
 @_guarded("output")
 def predict(checkpoint: Path, data: tuple[Path, ...], output: Path, sites, skip_invalid, batch_size, device,
-            workers) -> None:
+            workers, store_dataset) -> None:
     """Predict with CHECKPOINT for DATA: a dataset file, a CGCNN-style directory or structure files."""
     from ..predict import Predictor
     from ..training.dataset import CrystalDataset, load_dataset
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    from ..training.trainer import resolve_device
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=resolve_device(device))
     skipped = []
     if len(data) == 1 and (data[0].is_dir() or data[0].suffix == ".npz"):
         dataset_, skipped = load_dataset(data[0], skip_invalid=skip_invalid, require_targets=False)
+        if store_dataset is not None and data[0].suffix == ".npz":
+            _store_copy(data[0], store_dataset)
     else:
         dataset_, skipped = CrystalDataset.from_structures(
             [str(p) for p in data], ids=[p.name for p in data], require_targets=False, skip_invalid=skip_invalid
@@ -284,6 +316,15 @@ def demo(output_dir: Path, n_structures: int, epochs: int) -> None:
     from ..demo import run_demo
 
     run_demo(output_dir, n_structures=n_structures, epochs=epochs, echo=click.echo)
+
+
+def _add_provenance() -> None:
+    from .provenance import model_group
+
+    cli.add_command(model_group, name="provenance")
+
+
+_add_provenance()
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError, InvalidStructureError
+from ..errors import DatasetError, DatasetNotFoundError, InvalidStructureError
 from ..structures import Crystal, read_structure_file, to_crystal
 
 __all__ = ["DATASET_FORMAT", "CrystalDataset", "Skipped", "load_dataset"]
@@ -270,15 +271,16 @@ class CrystalDataset:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CrystalDataset:
-        """Read a dataset file written by :meth:`save`; no code is executed (``allow_pickle=False``)."""
-        path = Path(path)
+    def load(cls, path: str | os.PathLike | typing.BinaryIO) -> CrystalDataset:
+        """Read a dataset file (path or binary file object) written by :meth:`save`; no code is executed
+        (``allow_pickle=False``)."""
+        path = path if hasattr(path, "read") else Path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {k: data[k] for k in data.files if k != "header"}
         except FileNotFoundError:
-            raise DatasetError(f"dataset file {str(path)!r} does not exist") from None
+            raise DatasetNotFoundError(f"dataset file {str(path)!r} does not exist") from None
         except Exception as error:
             raise DatasetError(f"{str(path)!r} is not a readable dataset file ({error})") from None
         if header.get("format") != DATASET_FORMAT:
@@ -373,6 +375,8 @@ def load_dataset(
     if source.is_file():
         crystal = read_structure_file(source)
         return CrystalDataset.from_crystals([crystal], np.full((1, 1), np.nan), ["target"], [""]), []
+    if not source.exists():
+        raise DatasetNotFoundError(f"{str(source)!r} does not exist")
     raise DatasetError(f"{str(source)!r} is neither a dataset file, a data directory nor a structure file")
 
 

@@ -1,0 +1,77 @@
+"""``cgcnn.predict``: predictions for a large dataset on a (remote, GPU) computer."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import datastructures
+from aiida.engine import CalcJob
+
+from ..data.dataset import CrystalDatasetData
+from ..data.model import ModelData
+
+__all__ = ["PredictCalculation"]
+
+
+class PredictCalculation(CalcJob):
+    """Run ``aiida-cgcnn predict`` with a model on a dataset; invalid structures are skipped and listed.
+
+    Outputs ``predictions`` (``ArrayData`` with arrays ``ids`` and ``values``; attributes
+    ``target_names``, ``units``, ``task``), ``skipped`` (ids and reasons) and, for site-pooled
+    models, ``site_contributions`` (CSV).
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("model", valid_type=ModelData, help="The trained model.")
+        spec.input("dataset", valid_type=CrystalDatasetData, help="The structures to predict.")
+        spec.input("device", valid_type=orm.Str, default=lambda: orm.Str("auto"), serializer=orm.to_aiida_type,
+                   help="auto (GPU when the node has one), cpu, cuda or cuda:N.")
+        spec.input("batch_size", valid_type=orm.Int, default=lambda: orm.Int(256), serializer=orm.to_aiida_type,
+                   help="Structures per batch.")
+        spec.input("reuse_remote_dataset", valid_type=orm.Bool, default=lambda: orm.Bool(True),
+                   serializer=orm.to_aiida_type,
+                   help="Use the copy of the dataset left on the computer by an earlier calculation.")
+        spec.inputs["metadata"]["options"]["parser_name"].default = "cgcnn.predict"
+        spec.inputs["metadata"]["options"]["resources"].default = {"num_machines": 1,
+                                                                   "num_mpiprocs_per_machine": 1}
+        spec.inputs["metadata"]["options"]["withmpi"].default = False
+        spec.output("predictions", valid_type=orm.ArrayData, help="ids and predicted values, in dataset order.")
+        spec.output("skipped", valid_type=orm.Dict, help="Structures that could not be predicted: id -> reason.")
+        spec.output("site_contributions", valid_type=orm.SinglefileData, required=False,
+                    help="Per-site contributions (sum/site pooling).")
+        spec.default_output_node = "predictions"
+        spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The command left no {filename}.")
+        spec.exit_code(310, "ERROR_INVALID_DATASET", message="Invalid input: {message}")
+        spec.exit_code(311, "ERROR_REMOTE_DATASET_MISSING",
+                       message="The dataset expected in the computer's cache is gone: {message}")
+        spec.exit_code(330, "ERROR_OUT_OF_MEMORY", message="Out of memory: {message}")
+        spec.exit_code(350, "ERROR_COMMAND_FAILED", message="The command failed: {message}")
+
+    def prepare_for_submission(self, folder):
+        from .train import REMOTE_CACHE, remote_dataset_available
+
+        dataset = self.inputs.dataset
+        computer = self.inputs.code.computer
+        local_copy_list = [(self.inputs.model.uuid, self.inputs.model.filename, "model.pt")]
+        if self.inputs.reuse_remote_dataset.value and remote_dataset_available(dataset, computer):
+            data_path = f"{REMOTE_CACHE}/datasets/{dataset.sha256}.npz"
+        else:
+            local_copy_list.append((dataset.uuid, dataset.filename, "dataset.npz"))
+            data_path = "dataset.npz"
+        folder.get_subfolder("run", create=True)
+        code_info = datastructures.CodeInfo()
+        code_info.code_uuid = self.inputs.code.uuid
+        code_info.cmdline_params = [
+            "predict", "model.pt", data_path, "--output", "run/predictions.csv", "--sites", "run/sites.csv",
+            "--skip-invalid", "--device", self.inputs.device.value,
+            "--batch-size", str(self.inputs.batch_size.value), "--store-dataset", f"{REMOTE_CACHE}/datasets",
+        ]
+        code_info.stdout_name = "aiida.out"
+        code_info.stderr_name = "aiida.err"
+        calc_info = datastructures.CalcInfo()
+        calc_info.codes_info = [code_info]
+        calc_info.local_copy_list = local_copy_list
+        calc_info.retrieve_list = ["aiida.out", "aiida.err", "run/predictions.csv", "run/sites.csv",
+                                   "run/status.json"]
+        return calc_info

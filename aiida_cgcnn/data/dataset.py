@@ -1,0 +1,105 @@
+"""``CrystalDatasetData``: the portable dataset file as a node, with the facts users query as attributes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pathlib
+import tempfile
+import typing as t
+
+from aiida import orm
+
+from ..training.dataset import CrystalDataset
+
+__all__ = ["CrystalDatasetData"]
+
+
+class CrystalDatasetData(orm.SinglefileData):
+    """A dataset file (``.npz``, see :mod:`aiida_cgcnn.training.dataset`) in the node's repository.
+
+    Attributes: ``size``, ``target_names``, ``units``, ``task``, ``classes``, ``elements``,
+    ``feature_names`` (stored descriptors), ``sha256`` (of the file) and ``structure_sha256``.
+    """
+
+    _FILENAME = "dataset.npz"
+
+    def __init__(self, file: str | pathlib.Path | t.BinaryIO, filename: str | None = None, **kwargs):
+        super().__init__(file, filename=self._FILENAME, **kwargs)
+        self._set_facts()
+
+    @classmethod
+    def from_dataset(cls, dataset: CrystalDataset, **kwargs) -> CrystalDatasetData:
+        """Wrap an in-memory :class:`CrystalDataset`."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = dataset.save(pathlib.Path(tmp) / cls._FILENAME)
+            return cls(io.BytesIO(path.read_bytes()), **kwargs)
+
+    def set_file(self, file, filename=None, **kwargs) -> None:
+        super().set_file(file, filename=self._FILENAME, **kwargs)
+        self._set_facts()
+
+    def _set_facts(self) -> None:
+        content = self.get_content(mode="rb")
+        dataset = CrystalDataset.load(io.BytesIO(content))  # validates the format
+        header = dataset.header()
+        self.base.attributes.set_many({
+            "size": header["size"],
+            "target_names": header["target_names"],
+            "units": header["units"],
+            "task": header["task"],
+            "classes": header["classes"],
+            "elements": header["elements"],
+            "feature_names": header["feature_names"],
+            "structure_sha256": header["structure_sha256"],
+            "sha256": hashlib.sha256(content).hexdigest(),
+        })
+
+    @property
+    def sha256(self) -> str:
+        return self.base.attributes.get("sha256")
+
+    @property
+    def size(self) -> int:
+        return self.base.attributes.get("size")
+
+    @property
+    def target_names(self) -> list[str]:
+        return self.base.attributes.get("target_names")
+
+    @property
+    def units(self) -> list[str]:
+        return self.base.attributes.get("units")
+
+    def get_dataset(self) -> CrystalDataset:
+        """The dataset, read from the repository."""
+        return CrystalDataset.load(io.BytesIO(self.get_content(mode="rb")))
+
+    def get_structures(self) -> list[orm.StructureData]:
+        """The structures as (unstored) ``StructureData``, labelled with their dataset ids.
+
+        For a dataset built by :func:`~aiida_cgcnn.calculations.functions.dataset.create_dataset`, the
+        stored originals are the calcfunction's inputs: ``get_source_structures()``.
+        """
+        structures = []
+        for crystal in self.get_dataset().crystals():
+            node = orm.StructureData(ase=crystal.to_ase())
+            node.label = crystal.id
+            structures.append(node)
+        return structures
+
+    def get_source_structures(self) -> dict[str, orm.StructureData]:
+        """The stored ``StructureData`` this dataset was built from, by dataset id (empty if none)."""
+        creator = self.creator
+        if creator is None:
+            return {}
+        nodes = creator.base.links.get_incoming(node_class=orm.StructureData).all()
+        by_uuid = {link.node.uuid: link.node for link in nodes}
+        ids = [str(i) for i in self.get_dataset().ids]
+        return {sid: by_uuid[sid] for sid in ids if sid in by_uuid}
+
+    def export(self, path: str | os.PathLike) -> pathlib.Path:
+        path = pathlib.Path(path)
+        path.write_bytes(self.get_content(mode="rb"))
+        return path

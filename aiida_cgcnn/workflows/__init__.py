@@ -1,0 +1,5 @@
+"""Work chains of the plugin."""
+
+from .train import TrainWorkChain
+
+__all__ = ["TrainWorkChain"]
