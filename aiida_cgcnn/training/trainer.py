@@ -131,11 +131,14 @@ class TrainResult:
 
 
 def split_indices(n: int, train: float, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
-    """Random train/val/test split; each part gets round(ratio * n) structures (train at least 1)."""
+    """Random train/val/test split; val and test get round(ratio * n) structures, train the rest when the
+    ratios sum to one (else round(train * n)), at least 1."""
     permutation = np.random.default_rng(seed).permutation(n)
     n_val = int(round(val * n))
     n_test = int(round(test * n))
     n_train = min(int(round(train * n)), n - n_val - n_test)
+    if abs(train + val + test - 1.0) < 1e-9:
+        n_train = n - n_val - n_test  # ratios summing to one use every structure: rounding goes to training
     if n_train < 1:
         raise DatasetError(f"{n} structures leave no training set with ratios {train}/{val}/{test}")
     return {
