@@ -64,6 +64,15 @@ def test_default_split_is_60_20_20():
     assert (defaults.train_ratio, defaults.val_ratio, defaults.test_ratio) == (0.6, 0.2, 0.2)
 
 
+@pytest.mark.parametrize("n", [3, 7, 9, 11, 13, 17, 49, 101])
+def test_split_with_ratios_summing_to_one_loses_no_structure(n):
+    # 7 * (0.6, 0.2, 0.2) rounds to (4, 1, 1): the seventh structure must still be used (for training)
+    split = split_indices(n, 0.6, 0.2, 0.2, seed=0)
+    together = np.concatenate([split[k] for k in ("train", "val", "test")])
+    assert sorted(together.tolist()) == list(range(n))
+    assert len(split["val"]) == round(0.2 * n) and len(split["test"]) == round(0.2 * n)
+
+
 def test_zero_test_ratio_gives_an_empty_test_set():
     split = split_indices(50, 0.8, 0.2, 0.0, seed=0)
     assert len(split["test"]) == 0
