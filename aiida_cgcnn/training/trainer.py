@@ -212,6 +212,7 @@ class Trainer:
         atom_properties: list[str] | None = None,
         skipped: list[Skipped] | None = None,
     ):
+        self.start_time = time.monotonic()  # the time budget covers graph building too
         self.output_dir = Path(output_dir)
         self.resume_state = load_checkpoint(resume) if resume else None
         if self.resume_state is not None:
@@ -406,8 +407,8 @@ class Trainer:
         epoch = first_epoch - 1
         for epoch in epochs:
             epoch_start = time.monotonic()
-            if c.time_budget is not None:
-                elapsed = epoch_start - start_time
+            if c.time_budget is not None and epoch_times:  # every run makes progress: one epoch at least
+                elapsed = epoch_start - self.start_time
                 expected = max(epoch_times) * 1.2 if epoch_times else 0.0
                 if elapsed + expected > c.time_budget - c.time_margin:
                     stopped = "time_budget"
@@ -491,6 +492,8 @@ class Trainer:
             "targets": {"names": list(data.target_names), "units": list(data.units), "task": data.task,
                         "classes": list(data.classes)},
             "feature_names": list(data.feature_names),
+            # the descriptors among the features and their settings, so a Predictor computes them
+            "descriptors": dict(data.metadata.get("descriptors") or {}),
             "train_config": asdict(self.config),
             "split": {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in split.items()},
             "dataset": {"sha256": self.dataset_sha256, "size": self.dataset_size,

@@ -26,7 +26,7 @@ class TrainWorkChain(BaseRestartWorkChain):
             while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
             cls.results,
         )
-        spec.exit_code(401, "ERROR_UNRECOVERABLE_FAILURE", message="The training failed in a way no handler fixes.")
+        spec.exit_code(410, "ERROR_UNRECOVERABLE_FAILURE", message="The training failed in a way no handler fixes.")
 
     def setup(self):
         super().setup()
