@@ -5,7 +5,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from aiida.tools.pytest_fixtures import *  # noqa: F403  (aiida_profile, aiida_localhost, submit_and_await, ...)
@@ -45,13 +44,17 @@ def dataset_node(structures, alloy_data):
     return dataset_from_structures(structures, alloy_data[1], ["emt_energy"], ["eV/atom"])
 
 
-SMALL_MODEL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
+@pytest.fixture
+def small_model():
+    """A CGCNN small enough for seconds of training."""
+    return {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
 
 
 @pytest.fixture
-def small_parameters():
-    return {"model": dict(SMALL_MODEL), "train": {"epochs": 4, "batch_size": 8, "seed": 1}}
+def small_parameters(small_model):
+    return {"model": small_model, "train": {"epochs": 4, "batch_size": 8, "seed": 1}}
 
 
-def finite(values):
-    return bool(np.all(np.isfinite(values)))
+@pytest.fixture
+def cgcnn_executable():
+    return EXECUTABLE
