@@ -4,6 +4,7 @@ memory, lowers the learning rate after a diverged loss."""
 from __future__ import annotations
 
 from aiida import orm
+from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
 
 from ..calculations.train import TrainCalculation
@@ -30,7 +31,7 @@ class TrainWorkChain(BaseRestartWorkChain):
 
     def setup(self):
         super().setup()
-        self.ctx.inputs = orm.AttributeDict(self.exposed_inputs(TrainCalculation, "train"))
+        self.ctx.inputs = AttributeDict(self.exposed_inputs(TrainCalculation, "train"))
         parameters = self.ctx.inputs.get("parameters")
         self.ctx.parameters = parameters.get_dict() if parameters is not None else {}
 
