@@ -48,8 +48,12 @@ def find_predictions(structure: orm.StructureData) -> list[PredictionRecord]:
     query.append(orm.CalcFunctionNode, with_incoming="structure", tag="call",
                  filters={"attributes.function_name": "predict_structures"},
                  edge_project="label", project=["uuid", "process_type", "ctime"])
-    query.append(ModelData, with_outgoing="call", project="*")
-    for label, uuid, process_type, ctime, model in query.all():
+    query.append(ModelData, with_outgoing="call", project="*", tag="model")
+    for row in query.dict():
+        call = row["call"]
+        label = row["structure--call"]["label"]
+        uuid, process_type, ctime = call["uuid"], call["process_type"], call["ctime"]
+        model = row["model"]["*"]
         output = orm.load_node(uuid).base.links.get_outgoing(link_label_filter=label).one().node
         data = output.get_dict()
         names = [k for k in data if k not in ("units", "site_contributions", "predicted_class")]

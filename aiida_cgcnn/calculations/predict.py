@@ -40,7 +40,6 @@ class PredictCalculation(CalcJob):
         spec.output("skipped", valid_type=orm.Dict, help="Structures that could not be predicted: id -> reason.")
         spec.output("site_contributions", valid_type=orm.SinglefileData, required=False,
                     help="Per-site contributions (sum/site pooling).")
-        spec.default_output_node = "predictions"
         spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The command left no {filename}.")
         spec.exit_code(310, "ERROR_INVALID_DATASET", message="Invalid input: {message}")
         spec.exit_code(311, "ERROR_REMOTE_DATASET_MISSING",
