@@ -1,0 +1,64 @@
+"""AiiDA fixtures shared by tests/aiida and tests/daemon: aiida-core's own (temporary SQLite profile,
+small real datasets. The code is the real ``aiida-cgcnn`` executable of this environment."""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+# the daemon is started through this environment's ``verdi``, looked up on PATH when aiida is imported
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+from aiida.tools.pytest_fixtures import *  # noqa: F403  (aiida_profile, aiida_localhost, submit_and_await, ...)
+
+EXECUTABLE = shutil.which("aiida-cgcnn") or str(Path(sys.executable).parent / "aiida-cgcnn")
+
+
+@pytest.fixture
+def cgcnn_code(aiida_code_installed, aiida_localhost):
+    """The real ``aiida-cgcnn`` command on the localhost computer, polled every 0.2 s."""
+    aiida_localhost.set_minimum_job_poll_interval(0.2)
+    aiida_localhost.set_default_mpiprocs_per_machine(1)
+    return aiida_code_installed(label="aiida-cgcnn", filepath_executable=EXECUTABLE,
+                                default_calc_job_plugin="cgcnn.train",
+                                prepend_text="export OMP_NUM_THREADS=1")
+
+
+@pytest.fixture(scope="session")
+def alloy_data():
+    """40 EMT alloys (8 atoms each) with their EMT energies (eV/atom)."""
+    from aiida_cgcnn.demo import emt_alloys
+
+    return emt_alloys(40, seed=7)
+
+
+@pytest.fixture
+def structures(aiida_profile, alloy_data):
+    from aiida import orm
+
+    return [orm.StructureData(ase=atoms).store() for atoms in alloy_data[0]]
+
+
+@pytest.fixture
+def dataset_node(structures, alloy_data):
+    from aiida_cgcnn.calculations.functions import dataset_from_structures
+
+    return dataset_from_structures(structures, alloy_data[1], ["emt_energy"], ["eV/atom"])
+
+
+@pytest.fixture
+def small_model():
+    """A CGCNN small enough for seconds of training."""
+    return {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
+
+
+@pytest.fixture
+def small_parameters(small_model):
+    return {"model": small_model, "train": {"epochs": 4, "batch_size": 8, "seed": 1}}
+
+
+@pytest.fixture
+def cgcnn_executable():
+    return EXECUTABLE
