@@ -1,6 +1,6 @@
 # aiida-cgcnn: the README's commands.
 #
-#   make demo    set everything up, then train a small CGCNN on generated EMT alloys and predict
+#   make demo    set everything up, then train a CGCNN through AiiDA on EMT alloys, predict, query provenance
 #   make test    the whole test suite (slow tests included); extra pytest arguments in PYTEST_ARGS
 #   make docs    the Sphinx site, warnings as errors, into docs/_build/html
 #   make lint    ruff check and ruff format --check
@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[tests,docs,dev]'
 	touch $@
 
+# the embedded default profile (verdi presto: SQLite, localhost, no service) unless one exists
 demo: $(STAMP)
-	$(BIN)/aiida-cgcnn demo -o runs/demo
+	$(BIN)/verdi profile show >/dev/null 2>&1 || $(BIN)/verdi presto
+	$(BIN)/verdi run examples/train_and_predict.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+from tests.aiida_fixtures import *  # noqa: F403
