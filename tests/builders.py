@@ -30,15 +30,19 @@ def simple_cubic(z: int = 84, a: float = 3.35, sid: str = "sc") -> Crystal:
     return crystal(sid, a * np.eye(3), [[0, 0, 0]], [z])
 
 
-def rocksalt_primitive(z_cation: int = 11, z_anion: int = 17, a: float = 5.64, sid: str = "rocksalt") -> Crystal:
+def rocksalt_primitive(
+    z_cation: int = 11, z_anion: int = 17, a: float = 5.64, sid: str = "rocksalt"
+) -> Crystal:
     lattice = 0.5 * a * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=float)
     return crystal(sid, lattice, [[0, 0, 0], [0.5, 0.5, 0.5]], [z_cation, z_anion])
 
 
-def rocksalt_conventional(z_cation: int = 11, z_anion: int = 17, a: float = 5.64, sid: str = "NaCl") -> Crystal:
+def rocksalt_conventional(
+    z_cation: int = 11, z_anion: int = 17, a: float = 5.64, sid: str = "NaCl"
+) -> Crystal:
     """The 8-atom cubic cell of rock salt (4 cations, 4 anions)."""
     fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
-    frac = np.concatenate([fcc, fcc + [0.5, 0, 0]]) % 1.0
+    frac = np.concatenate([fcc, fcc + np.array([0.5, 0, 0])]) % 1.0
     return crystal(sid, a * np.eye(3), frac, [z_cation] * 4 + [z_anion] * 4)
 
 

@@ -32,11 +32,15 @@ def _valid_structures(n: int, seed: int = 0):
         a = float(rng.uniform(4.2, 6.4))
         kind = k % 3
         if kind == 0:  # rock salt, 8 atoms
-            s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
+            s = Structure.from_spacegroup(
+                "Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]]
+            )
         elif kind == 1:  # CsCl type, 2 atoms
             s = Structure(Lattice.cubic(a * 0.62), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
         else:  # fcc metal, 1 atom
-            s = Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]) , ["Cu"], [[0, 0, 0]])
+            s = Structure(
+                Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Cu"], [[0, 0, 0]]
+            )
         out.append((s, round(float(a) - 5.0 + 0.3 * kind, 4)))
     return out
 
@@ -61,25 +65,41 @@ def write_bad_directory(path: Path, n_valid: int = 10, graph_failure: bool = Tru
     rows = (path / "id_prop.csv").read_text().split()
     bad: dict[str, str] = {}
 
-    Structure(Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]]).to(filename=str(path / "partial.cif"))
+    Structure(Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]]).to(
+        filename=str(path / "partial.cif")
+    )
     bad["partial"] = "partial occupancy"
     Structure(Lattice.cubic(3.0), [DummySpecies("X"), "Cu"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
-        filename=str(path / "dummy.cif"))
+        filename=str(path / "dummy.cif")
+    )
     bad["dummy"] = "unknown element"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen: "No Pauling electronegativity for Ar"
         Structure(Lattice([[0, 2.63, 2.63], [2.63, 0, 2.63], [2.63, 2.63, 0]]), ["Ar"], [[0, 0, 0]]).to(
-            filename=str(path / "argon.cif"))
+            filename=str(path / "argon.cif")
+        )
     bad["argon"] = "noble-gas"
     (path / "garbage.cif").write_text("data_garbage\nthis is not a crystal structure\n_cell_length_a ???\n")
     bad["garbage"] = "unreadable"
-    Structure(Lattice.cubic(4.1), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(path / "nan-target.cif"))
+    Structure(Lattice.cubic(4.1), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(path / "nan-target.cif")
+    )
     bad["nan-target"] = "missing or NaN target"
-    Structure(Lattice.cubic(4.2), ["K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(path / "no-target.cif"))
+    Structure(Lattice.cubic(4.2), ["K", "Br"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(path / "no-target.cif")
+    )
     bad["no-target"] = "missing or NaN target"
     bad["ghost"] = "does not exist"  # listed in id_prop.csv, no file
-    extra = ["partial,1.0", "dummy,1.0", "argon,1.0", "garbage,1.0", "nan-target,nan", "no-target,", "ghost,1.0",
-             f"{data.valid[3]},9.99"]  # a second row with an id already used
+    extra = [
+        "partial,1.0",
+        "dummy,1.0",
+        "argon,1.0",
+        "garbage,1.0",
+        "nan-target,nan",
+        "no-target,",
+        "ghost,1.0",
+        f"{data.valid[3]},9.99",
+    ]  # a second row with an id already used
     bad_rows = list(bad)
     if graph_failure:
         Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]]).to(filename=str(path / "lonely.cif"))
@@ -91,11 +111,18 @@ def write_bad_directory(path: Path, n_valid: int = 10, graph_failure: bool = Tru
         merged.append(row)
         if k < len(extra):
             merged.append(extra[k])
-    merged += extra[len(rows):]
+    merged += extra[len(rows) :]
     (path / "id_prop.csv").write_text("\n".join(merged) + "\n")
     duplicate = data.valid[3]
-    return DataDir(path, data.valid, {**{k: bad[k] for k in bad_rows}, duplicate: "duplicate id",
-                                      **({"lonely": bad["lonely"]} if graph_failure else {})})
+    return DataDir(
+        path,
+        data.valid,
+        {
+            **{k: bad[k] for k in bad_rows},
+            duplicate: "duplicate id",
+            **({"lonely": bad["lonely"]} if graph_failure else {}),
+        },
+    )
 
 
 def valid_dataset(n: int = 20, seed: int = 0, noise: float = 0.0):
@@ -106,6 +133,7 @@ def valid_dataset(n: int = 20, seed: int = 0, noise: float = 0.0):
     targets = np.array([t for _, t in pairs])
     if noise:
         targets = targets + np.random.default_rng(seed + 1).normal(scale=noise, size=n)
-    dataset, _ = CrystalDataset.from_structures([s for s, _ in pairs], targets, ids=[f"good-{k:02d}" for k in range(n)],
-                                                units=["eV"])
+    dataset, _ = CrystalDataset.from_structures(
+        [s for s, _ in pairs], targets, ids=[f"good-{k:02d}" for k in range(n)], units=["eV"]
+    )
     return dataset

@@ -36,5 +36,5 @@ def test_run_demo(tmp_path):
     table = lines[-5:]
     assert len(table) == 5
     for line in table:
-        formula, true, predicted = line.split()
+        _formula, true, predicted = line.split()
         assert np.isfinite(float(true)) and np.isfinite(float(predicted))

@@ -73,7 +73,9 @@ def test_noble_gas_only_is_rejected_but_mixed_is_fine():
     with pytest.raises(InvalidStructureError, match="noble-gas") as info:
         to_crystal(bulk("Ar", "fcc", a=5.26), "solid-argon")
     assert info.value.structure_id == "solid-argon"
-    xenon_fluoride = crystal("XeF2", np.diag([4.3, 4.3, 7.0]), [[0, 0, 0], [0, 0, 0.28], [0, 0, 0.72]], [54, 9, 9])
+    xenon_fluoride = crystal(
+        "XeF2", np.diag([4.3, 4.3, 7.0]), [[0, 0, 0], [0, 0, 0.28], [0, 0, 0.72]], [54, 9, 9]
+    )
     assert to_crystal(xenon_fluoride).num_atoms == 3
 
 
@@ -99,7 +101,10 @@ def test_non_periodic_and_non_structures_are_rejected():
     from pymatgen.core import Molecule
 
     with pytest.raises(InvalidStructureError, match="not periodic"):
-        to_crystal(Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]], cell=5 * np.eye(3), pbc=[True, True, False]), "slab")
+        to_crystal(
+            Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]], cell=5 * np.eye(3), pbc=[True, True, False]),
+            "slab",
+        )
     with pytest.raises(InvalidStructureError, match="molecule"):
         to_crystal(Molecule(["H", "H"], [[0, 0, 0], [0.74, 0, 0]]), "H2")
     with pytest.raises(InvalidStructureError, match="not a structure"):

@@ -17,8 +17,9 @@ SMALL_CONFIG = {"model": {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}}
 def cli(*args, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     command = [str(EXECUTABLE)] if EXECUTABLE.exists() else [sys.executable, "-m", "aiida_cgcnn.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [*command, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
 
 
 def write_config(path: Path, **sections) -> Path:

@@ -18,7 +18,9 @@ def bad_dir(tmp_path_factory):
 
 def test_train_on_bad_directory_exits_4_naming_the_structures(bad_dir, tmp_path):
     config = write_config(tmp_path / "config.json")
-    run = cli("train", bad_dir.path, "-o", tmp_path / "run", "--config", config, "--epochs", "1", "--workers", "1")
+    run = cli(
+        "train", bad_dir.path, "-o", tmp_path / "run", "--config", config, "--epochs", "1", "--workers", "1"
+    )
     assert run.returncode == 4, run.stderr
     assert "Traceback" not in run.stderr
     st = status(tmp_path / "run")
@@ -41,13 +43,27 @@ def test_graph_failure_exits_4_naming_the_structure(tmp_path):
     with open(data.path / "id_prop.csv", "a") as handle:
         handle.write("lonely,1.0\n")
     config = write_config(tmp_path / "config.json")
-    run = cli("train", data.path, "-o", tmp_path / "run", "--config", config, "--epochs", "1", "--workers", "1")
+    run = cli(
+        "train", data.path, "-o", tmp_path / "run", "--config", config, "--epochs", "1", "--workers", "1"
+    )
     assert run.returncode == 4, run.stderr
     message = status(tmp_path / "run")["message"]
     assert "'lonely'" in message and "max-radius" in message
     # the suggested option works
-    run = cli("train", data.path, "-o", tmp_path / "run2", "--config", config, "--epochs", "1", "--workers", "1",
-              "--max-radius", "30")
+    run = cli(
+        "train",
+        data.path,
+        "-o",
+        tmp_path / "run2",
+        "--config",
+        config,
+        "--epochs",
+        "1",
+        "--workers",
+        "1",
+        "--max-radius",
+        "30",
+    )
     assert run.returncode == 0, run.stderr
     metrics = json.loads((tmp_path / "run2" / "metrics.json").read_text())
     assert metrics["num_train"] + metrics["num_val"] + metrics["num_test"] == 7
@@ -56,8 +72,19 @@ def test_graph_failure_exits_4_naming_the_structure(tmp_path):
 def test_train_with_skip_invalid_uses_every_valid_structure(bad_dir, tmp_path):
     config = write_config(tmp_path / "config.json")
     out = tmp_path / "run"
-    run = cli("train", bad_dir.path, "-o", out, "--config", config, "--epochs", "1", "--skip-invalid",
-              "--workers", "1")
+    run = cli(
+        "train",
+        bad_dir.path,
+        "-o",
+        out,
+        "--config",
+        config,
+        "--epochs",
+        "1",
+        "--skip-invalid",
+        "--workers",
+        "1",
+    )
     assert run.returncode == 0, run.stderr
     assert sorted(skipped_ids(out / "skipped.txt")) == sorted(bad_dir.bad_ids)
     text = (out / "skipped.txt").read_text()
@@ -79,23 +106,35 @@ def test_dataset_create_with_and_without_skip_invalid(bad_dir, tmp_path):
     assert status(tmp_path / "a")["status"] == "invalid_input"
     run = cli("dataset", "create", bad_dir.path, "-o", tmp_path / "b" / "data.npz", "--skip-invalid")
     assert run.returncode == 0, run.stderr
-    reading_failures = [sid for sid in bad_dir.bad_ids if sid != "lonely"]  # its graph fails later, in training
+    reading_failures = [
+        sid for sid in bad_dir.bad_ids if sid != "lonely"
+    ]  # its graph fails later, in training
     assert sorted(skipped_ids(tmp_path / "b" / "data.skipped.txt")) == sorted(reading_failures)
     assert f"Wrote {len(bad_dir.valid) + 1} structures" in run.stdout
 
 
-def test_predict_bad_structure_files(tmp_path, bad_dir):
-    data = write_valid_directory(tmp_path / "data", n=6)
-    config = write_config(tmp_path / "config.json")
-    run = cli("train", data.path, "-o", tmp_path / "run", "--config", config, "--epochs", "1", "--workers", "1")
-    assert run.returncode == 0, run.stderr
-    files = [data.path / "good-00.cif", bad_dir.path / "partial.cif", bad_dir.path / "garbage.cif",
-             data.path / "good-01.cif", bad_dir.path / "lonely.cif"]
+def test_predict_bad_structure_files(tmp_path, bad_dir, toy_dir, site_model):
+    data = toy_dir
+    files = [
+        data.path / "good-00.cif",
+        bad_dir.path / "partial.cif",
+        bad_dir.path / "garbage.cif",
+        data.path / "good-01.cif",
+        bad_dir.path / "lonely.cif",
+    ]
     out = tmp_path / "pred" / "pred.csv"
-    run = cli("predict", tmp_path / "run" / "best.pt", *files, "-o", out)
+    run = cli("predict", site_model, *files, "-o", out)
     assert run.returncode == 4
     assert "'partial.cif'" in run.stderr and "'garbage.cif'" in run.stderr
-    run = cli("predict", tmp_path / "run" / "best.pt", *files, "-o", out, "--skip-invalid")
+    run = cli("predict", site_model, *files, "-o", out, "--skip-invalid")
     assert run.returncode == 0, run.stderr
     assert [r["id"] for r in read_csv(out)] == ["good-00.cif", "good-01.cif"]
     assert skipped_ids(out.with_suffix(".skipped.txt")) == ["partial.cif", "garbage.cif", "lonely.cif"]
+
+
+def test_empty_dataset_exits_4(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "id_prop.csv").write_text("")
+    run = cli("train", tmp_path / "data", "-o", tmp_path / "run")
+    assert run.returncode == 4
+    assert "empty" in status(tmp_path / "run")["message"] and "Traceback" not in run.stderr

@@ -9,14 +9,26 @@ import pytest
 
 from aiida_cgcnn.graph.batch import GraphStore, build_graph_store, gather_ranges
 from aiida_cgcnn.graph.crystal_graph import GraphSettings, build_graph
-from tests.builders import bcc_primitive, crystal, cscl, fcc_primitive, rocksalt_conventional, rocksalt_primitive
+from tests.builders import (
+    bcc_primitive,
+    crystal,
+    cscl,
+    fcc_primitive,
+    rocksalt_conventional,
+    rocksalt_primitive,
+)
 
 STORE_ARRAYS = GraphStore._ARRAYS
 
 
 def small_crystals():
-    return [rocksalt_primitive(sid="NaCl"), bcc_primitive(sid="Fe"), rocksalt_conventional(sid="NaCl8"),
-            cscl(sid="KCl"), fcc_primitive(sid="Cu")]
+    return [
+        rocksalt_primitive(sid="NaCl"),
+        bcc_primitive(sid="Fe"),
+        rocksalt_conventional(sid="NaCl8"),
+        cscl(sid="KCl"),
+        fcc_primitive(sid="Cu"),
+    ]
 
 
 def assert_stores_equal(a: GraphStore, b: GraphStore):
@@ -120,8 +132,12 @@ def test_second_build_loads_from_cache(tmp_path):
 
 @pytest.mark.parametrize(
     "settings",
-    [GraphSettings(radius=6.0), GraphSettings(max_neighbors=8), GraphSettings(tie_tolerance=1e-3),
-     GraphSettings(max_radius=20.0)],
+    [
+        GraphSettings(radius=6.0),
+        GraphSettings(max_neighbors=8),
+        GraphSettings(tie_tolerance=1e-3),
+        GraphSettings(max_radius=20.0),
+    ],
     ids=["radius", "max_neighbors", "tie_tolerance", "max_radius"],
 )
 def test_changed_setting_never_uses_a_stale_cache(tmp_path, settings):

@@ -18,7 +18,13 @@ from aiida_cgcnn.graph.features import (
 )
 
 # column offsets of each Table II property in the 93-column table
-OFFSETS = dict(zip([p.name for p in ATOM_PROPERTIES], np.cumsum([0] + [p.n_categories for p in ATOM_PROPERTIES])))
+OFFSETS = dict(
+    zip(
+        [p.name for p in ATOM_PROPERTIES],
+        np.cumsum([0] + [p.n_categories for p in ATOM_PROPERTIES])[:-1],
+        strict=True,
+    )
+)
 SIZES = {p.name: p.n_categories for p in ATOM_PROPERTIES}
 
 
@@ -113,8 +119,19 @@ def test_out_of_range_values_go_to_the_end_bins(table):
     assert block(table, 9, "electronegativity").argmax() == 9
 
 
-@pytest.mark.parametrize("symbol, z, valence", [("Na", 11, 1), ("Fe", 26, 8), ("Zn", 30, 12), ("Ga", 31, 3),
-                                                 ("O", 8, 6), ("Cl", 17, 7), ("Pb", 82, 4), ("H", 1, 1)])
+@pytest.mark.parametrize(
+    "symbol, z, valence",
+    [
+        ("Na", 11, 1),
+        ("Fe", 26, 8),
+        ("Zn", 30, 12),
+        ("Ga", 31, 3),
+        ("O", 8, 6),
+        ("Cl", 17, 7),
+        ("Pb", 82, 4),
+        ("H", 1, 1),
+    ],
+)
 def test_valence_electrons(table, symbol, z, valence):
     assert element_properties(z)["valence_electrons"] == valence, symbol
     assert block(table, z, "valence_electrons").argmax() == valence - 1

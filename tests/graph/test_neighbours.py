@@ -9,7 +9,14 @@ from aiida_cgcnn.errors import InvalidStructureError
 from aiida_cgcnn.graph.crystal_graph import CrystalGraph, GraphSettings, build_graph
 from aiida_cgcnn.graph.neighbours import k_nearest_with_ties, periodic_neighbours
 from aiida_cgcnn.structures import to_crystal
-from tests.builders import bcc_primitive, crystal, cscl, fcc_primitive, rocksalt_conventional, rocksalt_primitive
+from tests.builders import (
+    bcc_primitive,
+    crystal,
+    cscl,
+    fcc_primitive,
+    rocksalt_conventional,
+    rocksalt_primitive,
+)
 
 
 def brute_force_pairs(lattice: np.ndarray, frac: np.ndarray, radius: float):
@@ -50,7 +57,7 @@ def edge_dict(graph: CrystalGraph) -> dict[tuple, float]:
 def shells(graph: CrystalGraph, centre: int = 0, decimals: int = 4) -> dict[float, int]:
     d = np.round(graph.distances[graph.dst == centre].astype(np.float64), decimals)
     values, counts = np.unique(d, return_counts=True)
-    return dict(zip(values.tolist(), counts.tolist()))
+    return dict(zip(values.tolist(), counts.tolist(), strict=True))
 
 
 def test_fcc_first_shell_is_twelve_at_a_over_sqrt2():
@@ -143,7 +150,10 @@ def test_graph_matches_brute_force_on_real_structures(jarvis_dir, sid):
 def test_periodic_neighbours_matches_brute_force_within_radius(jarvis_dir):
     c = to_crystal(jarvis_dir / "POSCAR-JVASP-64906.vasp")
     centres, neighbours, images, distances = periodic_neighbours(c.lattice, c.frac_coords, 5.0)
-    got = {(int(a), int(b), tuple(int(x) for x in im)) for a, b, im in zip(centres, neighbours, images, strict=True)}
+    got = {
+        (int(a), int(b), tuple(int(x) for x in im))
+        for a, b, im in zip(centres, neighbours, images, strict=True)
+    }
     expected = {(i, j, im) for i, j, im, _ in brute_force_pairs(c.lattice, c.frac_coords, 5.0)}
     assert got == expected
     assert np.all(distances > 0)

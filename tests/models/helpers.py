@@ -38,9 +38,14 @@ def small_model(seed: int = 0, warm_batch: Batch | None = None, **config) -> tor
 
 def checkpoint_of(model, settings: GraphSettings = GraphSettings(), task="regression", classes=()) -> dict:
     """The minimal checkpoint a Predictor reads, from an in-memory model."""
-    config = {"architecture": "cgcnn", **SMALL, "pooling": model.head.pooling,
-              "out_features": model.head.out.out_features, "classification": model.head.classification,
-              "conv": "simple" if type(model.convs[0]).__name__ == "SimpleConv" else "gated"}
+    config = {
+        "architecture": "cgcnn",
+        **SMALL,
+        "pooling": model.head.pooling,
+        "out_features": model.head.out.out_features,
+        "classification": model.head.classification,
+        "conv": "simple" if type(model.convs[0]).__name__ == "SimpleConv" else "gated",
+    }
     names = [f"t{i}" for i in range(config["out_features"])] if task == "regression" else ["class"]
     return {
         "model_config": config,

@@ -10,13 +10,25 @@ from aiida_cgcnn.graph.crystal_graph import GraphSettings
 from aiida_cgcnn.graph.features import atom_feature_table
 from aiida_cgcnn.models import CGCNN, POOLINGS, Head, build_model
 from aiida_cgcnn.models.heads import scatter_mean, scatter_sum
-from tests.builders import bcc_primitive, cscl, fcc_primitive, rocksalt_conventional, rocksalt_primitive, supercell
+from tests.builders import (
+    bcc_primitive,
+    cscl,
+    fcc_primitive,
+    rocksalt_conventional,
+    rocksalt_primitive,
+    supercell,
+)
 from tests.models.helpers import batch_of, predictor_of, small_model
 
 
 def structures():
-    return [rocksalt_primitive(sid="NaCl"), cscl(sid="KCl"), bcc_primitive(sid="Fe"),
-            rocksalt_conventional(11, 9, a=4.63, sid="NaF"), fcc_primitive(sid="Cu")]
+    return [
+        rocksalt_primitive(sid="NaCl"),
+        cscl(sid="KCl"),
+        bcc_primitive(sid="Fe"),
+        rocksalt_conventional(11, 9, a=4.63, sid="NaF"),
+        fcc_primitive(sid="Cu"),
+    ]
 
 
 def test_scatter_sum_and_mean():
@@ -46,7 +58,9 @@ def test_sum_pooling_contributions_sum_to_the_prediction():
         np.testing.assert_allclose(sites.sum(axis=0), values, rtol=1e-6, atol=1e-6)
     # in a supercell, each site contributes what its image in the cell does
     big = predictor_of(model).predict([supercell(structures()[0], (2, 2, 1))])
-    np.testing.assert_allclose(big.site_values[0], np.tile(result.site_values[0], (4, 1)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        big.site_values[0], np.tile(result.site_values[0], (4, 1)), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("pooling", ["mean", "sum-vector"])
@@ -131,7 +145,8 @@ def test_simple_conv_eq4_matches_a_loop(rng):
 
 
 def test_gated_conv_eq5_matches_a_loop():
-    """Eq. 5 with batch norm (eval mode): v_i + sum_j sigma(z W_f + b_f) * g(z W_s + b_s), z = v_i + v_j + u_ij."""
+    """Eq. 5 with batch norm (eval mode): v_i + sum_j sigma(z W_f + b_f) * g(z W_s + b_s),
+    z = v_i (+) v_j (+) u_ij."""
     from aiida_cgcnn.models.cgcnn import GatedConv
 
     torch.manual_seed(0)
@@ -151,7 +166,9 @@ def test_gated_conv_eq5_matches_a_loop():
         out = conv(v, u, batch.src, batch.dst)
 
     def bn(layer, x):
-        return (x - layer.running_mean) / torch.sqrt(layer.running_var + layer.eps) * layer.weight + layer.bias
+        return (x - layer.running_mean) / torch.sqrt(
+            layer.running_var + layer.eps
+        ) * layer.weight + layer.bias
 
     softplus = torch.nn.functional.softplus
     expected = torch.empty_like(out)

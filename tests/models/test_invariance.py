@@ -11,8 +11,14 @@ from tests.builders import crystal, random_rotation, rocksalt_conventional, rock
 from tests.models.helpers import batch_of, small_model
 
 # a handful of real JARVIS structures of different shapes and sizes
-IDS = ["POSCAR-JVASP-64906.vasp", "POSCAR-JVASP-10.vasp", "POSCAR-JVASP-97570.vasp",
-       "POSCAR-JVASP-14014.vasp", "POSCAR-JVASP-86205.vasp", "POSCAR-JVASP-1372.vasp"]
+IDS = [
+    "POSCAR-JVASP-64906.vasp",
+    "POSCAR-JVASP-10.vasp",
+    "POSCAR-JVASP-97570.vasp",
+    "POSCAR-JVASP-14014.vasp",
+    "POSCAR-JVASP-86205.vasp",
+    "POSCAR-JVASP-1372.vasp",
+]
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +98,12 @@ def test_mean_pooling_supercell_invariance_in_training_mode(real_crystals):
 
 def test_primitive_and_conventional_rocksalt_agree():
     model = small_model(pooling="mean")
-    torch.testing.assert_close(predict(model, [rocksalt_conventional()]), predict(model, [rocksalt_primitive()]),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        predict(model, [rocksalt_conventional()]),
+        predict(model, [rocksalt_primitive()]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("reps", [(2, 1, 1), (2, 2, 2), (3, 1, 2)])

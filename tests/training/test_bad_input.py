@@ -49,8 +49,9 @@ def test_graph_failure_is_an_error_naming_the_structure(tmp_path):
 def test_skip_invalid_trains_on_all_valid_structures(tmp_path):
     data = write_bad_directory(tmp_path / "data")
     dataset, skipped = CrystalDataset.from_cgcnn_directory(data.path, skip_invalid=True)
-    result = Trainer(dataset, tmp_path / "run", SMALL_MODEL, FAST, skip_invalid=True, workers=1,
-                     skipped=skipped).fit()
+    result = Trainer(
+        dataset, tmp_path / "run", SMALL_MODEL, FAST, skip_invalid=True, workers=1, skipped=skipped
+    ).fit()
     assert sorted(s.id for s in result.skipped) == sorted(data.bad_ids)
     m = result.metrics
     assert m["num_train"] + m["num_val"] + m["num_test"] == len(data.valid)
@@ -70,9 +71,12 @@ def test_isolated_atom_rescued_by_max_radius(tmp_path):
 
     good = [rocksalt_primitive(sid=f"r{k}", a=5.0 + 0.1 * k) for k in range(5)]
     lonely = crystal("lonely", 20 * np.eye(3), [[0, 0, 0]], [29])
-    dataset, _ = CrystalDataset.from_structures([*good, lonely], np.arange(6.0), ids=[c.id for c in [*good, lonely]])
-    result = Trainer(dataset, tmp_path / "run", SMALL_MODEL, FAST, graph_settings=GraphSettings(max_radius=30),
-                     workers=1).fit()
+    dataset, _ = CrystalDataset.from_structures(
+        [*good, lonely], np.arange(6.0), ids=[c.id for c in [*good, lonely]]
+    )
+    result = Trainer(
+        dataset, tmp_path / "run", SMALL_MODEL, FAST, graph_settings=GraphSettings(max_radius=30), workers=1
+    ).fit()
     assert result.skipped == []
     assert result.metrics["num_train"] + result.metrics["num_val"] + result.metrics["num_test"] == 6
 
@@ -84,7 +88,9 @@ def test_bad_targets_from_python(kind):
     targets = np.array([1.0, value, 2.0], dtype=float)
     with pytest.raises(DatasetError, match="'b': has a missing or NaN target"):
         CrystalDataset.from_structures(crystals, targets, ids=["a", "b", "c"])
-    dataset, skipped = CrystalDataset.from_structures(crystals, targets, ids=["a", "b", "c"], skip_invalid=True)
+    dataset, skipped = CrystalDataset.from_structures(
+        crystals, targets, ids=["a", "b", "c"], skip_invalid=True
+    )
     assert dataset.ids.tolist() == ["a", "c"] and [s.id for s in skipped] == ["b"]
     np.testing.assert_array_equal(dataset.targets[:, 0], [1.0, 2.0])
 
@@ -93,8 +99,9 @@ def test_duplicate_ids_from_python():
     crystals = [rocksalt_primitive(sid="x"), cscl(sid="y"), rocksalt_primitive(sid="z", a=5.0)]
     with pytest.raises(DatasetError, match="'x': duplicate id"):
         CrystalDataset.from_structures(crystals, [1.0, 2.0, 3.0], ids=["x", "y", "x"])
-    dataset, skipped = CrystalDataset.from_structures(crystals, [1.0, 2.0, 3.0], ids=["x", "y", "x"],
-                                                      skip_invalid=True)
+    dataset, skipped = CrystalDataset.from_structures(
+        crystals, [1.0, 2.0, 3.0], ids=["x", "y", "x"], skip_invalid=True
+    )
     assert dataset.ids.tolist() == ["x", "y"] and dataset.targets[:, 0].tolist() == [1.0, 2.0]
     assert [s.id for s in skipped] == ["x"]
 
@@ -115,8 +122,9 @@ def test_pymatgen_and_ase_bad_structures_from_python():
     for sid in ("partial", "dummy", "argon"):
         assert f"'{sid}'" in str(info.value)
     assert "'ok'" not in str(info.value)
-    dataset, skipped = CrystalDataset.from_structures(list(items.values()), np.ones(5), ids=list(items),
-                                                      skip_invalid=True)
+    dataset, skipped = CrystalDataset.from_structures(
+        list(items.values()), np.ones(5), ids=list(items), skip_invalid=True
+    )
     assert dataset.ids.tolist() == ["ok", "also-ok"]
     assert [s.id for s in skipped] == ["partial", "dummy", "argon"]
 
@@ -131,9 +139,10 @@ def test_empty_datasets(tmp_path):
     from ase.build import bulk
 
     with pytest.raises(DatasetError, match="all 2 structures are invalid"):
-        CrystalDataset.from_structures([bulk("Ar", "fcc", a=5.26), bulk("Ne", "fcc", a=4.4)], [1.0, 2.0],
-                                       skip_invalid=True)
-    with pytest.raises(DatasetError, match="no id_prop.csv"):
+        CrystalDataset.from_structures(
+            [bulk("Ar", "fcc", a=5.26), bulk("Ne", "fcc", a=4.4)], [1.0, 2.0], skip_invalid=True
+        )
+    with pytest.raises(DatasetError, match=r"no id_prop\.csv"):
         CrystalDataset.from_cgcnn_directory(tmp_path)
 
 

@@ -16,11 +16,20 @@ ARRAYS = ("ids", "num_atoms", "lattices", "numbers", "frac_coords", "targets")
 
 
 def toy_dataset(with_features: bool = False) -> CrystalDataset:
-    crystals = [rocksalt_primitive(sid="NaCl"), cscl(sid="KCl"), bcc_primitive(sid="Fe"),
-                rocksalt_conventional(11, 9, a=4.63, sid="NaF"), fcc_primitive(sid="Cu")]
+    crystals = [
+        rocksalt_primitive(sid="NaCl"),
+        cscl(sid="KCl"),
+        bcc_primitive(sid="Fe"),
+        rocksalt_conventional(11, 9, a=4.63, sid="NaF"),
+        fcc_primitive(sid="Cu"),
+    ]
     targets = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [5.0, 50.0]])
     dataset, skipped = CrystalDataset.from_structures(
-        crystals, targets, ids=[c.id for c in crystals], target_names=["a", "b"], units=["eV", "GPa"],
+        crystals,
+        targets,
+        ids=[c.id for c in crystals],
+        target_names=["a", "b"],
+        units=["eV", "GPa"],
         metadata={"source": "toy"},
     )
     assert skipped == []
@@ -140,14 +149,39 @@ def test_load_rejects_files_that_are_not_datasets(tmp_path):
 def test_inconsistent_arrays_are_rejected():
     dataset = toy_dataset()
     with pytest.raises(DatasetError, match="length"):
-        CrystalDataset(dataset.ids[:3], dataset.num_atoms, dataset.lattices, dataset.numbers,
-                       dataset.frac_coords, dataset.targets, ["a", "b"], ["", ""])
+        CrystalDataset(
+            dataset.ids[:3],
+            dataset.num_atoms,
+            dataset.lattices,
+            dataset.numbers,
+            dataset.frac_coords,
+            dataset.targets,
+            ["a", "b"],
+            ["", ""],
+        )
     with pytest.raises(DatasetError, match="atom counts"):
-        CrystalDataset(dataset.ids, dataset.num_atoms, dataset.lattices, dataset.numbers[:-1],
-                       dataset.frac_coords[:-1], dataset.targets, ["a", "b"], ["", ""])
+        CrystalDataset(
+            dataset.ids,
+            dataset.num_atoms,
+            dataset.lattices,
+            dataset.numbers[:-1],
+            dataset.frac_coords[:-1],
+            dataset.targets,
+            ["a", "b"],
+            ["", ""],
+        )
     with pytest.raises(DatasetError, match="task"):
-        CrystalDataset(dataset.ids, dataset.num_atoms, dataset.lattices, dataset.numbers,
-                       dataset.frac_coords, dataset.targets, ["a", "b"], ["", ""], task="ranking")
+        CrystalDataset(
+            dataset.ids,
+            dataset.num_atoms,
+            dataset.lattices,
+            dataset.numbers,
+            dataset.frac_coords,
+            dataset.targets,
+            ["a", "b"],
+            ["", ""],
+            task="ranking",
+        )
 
 
 def test_classification_targets_must_be_class_indices():
@@ -186,8 +220,12 @@ def test_cgcnn_directory_reader_real_data(jarvis_dir, tmp_path):
 def test_cgcnn_style_ids_get_cif_added(tmp_path):
     from pymatgen.core import Lattice, Structure
 
-    Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(tmp_path / "mp-1.cif"))
-    Structure(Lattice.cubic(3.78), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(tmp_path / "mp-2.cif"))
+    Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(tmp_path / "mp-1.cif")
+    )
+    Structure(Lattice.cubic(3.78), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+        filename=str(tmp_path / "mp-2.cif")
+    )
     (tmp_path / "id_prop.csv").write_text("mp-1,1.5,3\nmp-2,-0.5,4\n")
     dataset, skipped = CrystalDataset.from_cgcnn_directory(tmp_path, target_names=["e", "g"])
     assert skipped == []
@@ -215,23 +253,28 @@ def test_real_data_readers(shared_data):
         read_phonondb_thermal,
     )
 
-    perovskites, _ = read_castelli_perovskites(shared_data / "perovskites" / "castelli-perov5-part-a.csv.gz",
-                                               limit=10)
+    perovskites, _ = read_castelli_perovskites(
+        shared_data / "perovskites" / "castelli-perov5-part-a.csv.gz", limit=10
+    )
     assert len(perovskites) == 10 and set(perovskites.num_atoms.tolist()) == {5}
     assert perovskites.units == ["eV/cell"] and np.isfinite(perovskites.targets).all()
     elastic, _ = read_matcalc_structures(
         shared_data / "mp-elasticity" / "mp-binary-pbe-elasticity-2025.1.json.gz",
-        {"bulk_modulus_vrh": "GPa"}, id_key="mp_id", transform="log10", limit=20,
+        {"bulk_modulus_vrh": "GPa"},
+        id_key="mp_id",
+        transform="log10",
+        limit=20,
     )
     assert 0 < len(elastic) <= 20 and elastic.target_names == ["log10_bulk_modulus_vrh"]
     assert elastic.units == ["log10(GPa)"]
     assert np.all(elastic.targets < 3)  # log10 of moduli in GPa (below 1000 GPa)
     wbm, _ = read_matcalc_structures(
         shared_data / "wbm" / "wbm-random-pbe52-equilibrium-2025.1.json.gz",
-        {"formation_energy_per_atom": "eV/atom"}, id_key="material_id", limit=20,
+        {"formation_energy_per_atom": "eV/atom"},
+        id_key="material_id",
+        limit=20,
     )
     assert len(wbm) == 20 and np.isfinite(wbm.targets).all()
     phonons, skipped = read_phonondb_thermal(shared_data / "phonondb" / "phonondb-300K.jsonl.gz", limit=20)
     assert len(phonons) + len(skipped) == 20
     assert phonons.target_names == ["U", "Cv"] and phonons.targets.shape[1] == 2
-

@@ -19,7 +19,9 @@ from tests.datadirs import valid_dataset
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not TORCHRUN.exists() and shutil.which("torchrun") is None, reason="torchrun not found"),
+    pytest.mark.skipif(
+        not TORCHRUN.exists() and shutil.which("torchrun") is None, reason="torchrun not found"
+    ),
     pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable"),
 ]
 
@@ -28,8 +30,14 @@ def torchrun(*args, cwd: Path) -> subprocess.CompletedProcess:
     executable = str(TORCHRUN) if TORCHRUN.exists() else shutil.which("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    return subprocess.run([executable, "--standalone", "--nproc_per_node=2", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [executable, "--standalone", "--nproc_per_node=2", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +69,10 @@ def test_two_ranks_keep_identical_weights(dataset_file, tmp_path):
     from aiida_cgcnn.graph.features import atom_feature_table
     from aiida_cgcnn.models.registry import build_model
 
-    initial = build_model({"architecture": "cgcnn", "atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32,
-                           "out_features": 1}, atom_feature_table())
+    initial = build_model(
+        {"architecture": "cgcnn", "atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32, "out_features": 1},
+        atom_feature_table(),
+    )
     assert not torch.equal(initial.embedding.weight, first_layer)
 
 
@@ -70,8 +80,25 @@ def test_cli_under_torchrun(dataset_file, tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"model": {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}}))
     out = tmp_path / "out"
-    run = torchrun("-m", "aiida_cgcnn.cli", "train", dataset_file, "-o", out, "--epochs", "2", "--batch-size", "4",
-                   "--config", config, "--workers", "1", "--device", "cpu", cwd=tmp_path)
+    run = torchrun(
+        "-m",
+        "aiida_cgcnn.cli",
+        "train",
+        dataset_file,
+        "-o",
+        out,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--config",
+        config,
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("best.pt", "last.pt", "metrics.json", "learning_curve.csv", "status.json"):
         assert (out / name).is_file(), name

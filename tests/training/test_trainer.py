@@ -90,8 +90,13 @@ def test_split_too_small_for_training():
 
 
 def test_split_is_saved_in_the_checkpoint_and_empty_test_means_empty(tmp_path, dataset):
-    result = Trainer(dataset, tmp_path, SMALL_MODEL, {**QUICK, "train_ratio": 0.8, "val_ratio": 0.2,
-                                                      "test_ratio": 0.0}, workers=1).fit()
+    result = Trainer(
+        dataset,
+        tmp_path,
+        SMALL_MODEL,
+        {**QUICK, "train_ratio": 0.8, "val_ratio": 0.2, "test_ratio": 0.0},
+        workers=1,
+    ).fit()
     state = load_checkpoint(result.best_checkpoint)
     expected = split_indices(20, 0.8, 0.2, 0.0, seed=0)
     for part in ("train", "val", "test"):
@@ -103,9 +108,16 @@ def test_split_is_saved_in_the_checkpoint_and_empty_test_means_empty(tmp_path, d
 
 @pytest.mark.parametrize(
     "bad, message",
-    [({"train_ratio": 0.0}, "train_ratio"), ({"val_ratio": -0.1}, ">= 0"), ({"train_ratio": 0.9}, "sum above 1"),
-     ({"epochs": 0}, "epochs"), ({"optimizer": "lbfgs"}, "optimizer"), ({"lr": 0}, "lr"),
-     ({"scheduler": "plateau"}, "scheduler"), ({"loss": "hinge"}, "loss")],
+    [
+        ({"train_ratio": 0.0}, "train_ratio"),
+        ({"val_ratio": -0.1}, ">= 0"),
+        ({"train_ratio": 0.9}, "sum above 1"),
+        ({"epochs": 0}, "epochs"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"lr": 0}, "lr"),
+        ({"scheduler": "plateau"}, "scheduler"),
+        ({"loss": "hinge"}, "loss"),
+    ],
 )
 def test_bad_training_settings_are_rejected(tmp_path, dataset, bad, message):
     with pytest.raises(ValueError, match=message):
@@ -123,7 +135,14 @@ def test_unknown_training_setting_is_rejected(tmp_path, dataset):
 def test_outputs_and_checkpoint_contents(tmp_path, dataset):
     settings = GraphSettings(radius=7.0, max_neighbors=10)
     result = Trainer(dataset, tmp_path, SMALL_MODEL, QUICK, graph_settings=settings, workers=1).fit()
-    for name in ("best.pt", "last.pt", "metrics.json", "learning_curve.csv", "test_predictions.csv", "skipped.json"):
+    for name in (
+        "best.pt",
+        "last.pt",
+        "metrics.json",
+        "learning_curve.csv",
+        "test_predictions.csv",
+        "skipped.json",
+    ):
         assert (tmp_path / name).is_file(), name
     assert result.stopped_reason == "completed" and result.epochs_run == 3
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -154,19 +173,28 @@ def test_outputs_and_checkpoint_contents(tmp_path, dataset):
         rows = list(csv.DictReader(handle))
     test_ids = dataset.ids[raw["split"]["test"].numpy()].tolist()
     assert [r["id"] for r in rows] == test_ids
-    predicted = Predictor.from_checkpoint(result.best_checkpoint).predict(dataset.subset(raw["split"]["test"].numpy()))
+    predicted = Predictor.from_checkpoint(result.best_checkpoint).predict(
+        dataset.subset(raw["split"]["test"].numpy())
+    )
     np.testing.assert_allclose([float(r["target_pred"]) for r in rows], predicted.values[:, 0], rtol=1e-5)
 
 
 def test_predictor_from_best_checkpoint_matches_the_in_memory_model(tmp_path, dataset):
     # no validation set: the last epoch is the best, so best.pt holds the final in-memory weights
-    trainer = Trainer(dataset, tmp_path, SMALL_MODEL, {**QUICK, "train_ratio": 1.0, "val_ratio": 0.0,
-                                                       "test_ratio": 0.0}, workers=1)
+    trainer = Trainer(
+        dataset,
+        tmp_path,
+        SMALL_MODEL,
+        {**QUICK, "train_ratio": 1.0, "val_ratio": 0.0, "test_ratio": 0.0},
+        workers=1,
+    )
     holder = capture_model(trainer)
     result = trainer.fit()
     model = holder["model"].eval()
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
-    assert_state_dicts_equal(predictor.model.state_dict(), {k: v.cpu() for k, v in model.state_dict().items()})
+    assert_state_dicts_equal(
+        predictor.model.state_dict(), {k: v.cpu() for k, v in model.state_dict().items()}
+    )
     batch = trainer.prepared.graphs.batch(np.arange(len(dataset)))
     with torch.no_grad():
         expected = model(batch).prediction.double().numpy()
@@ -178,11 +206,14 @@ def test_predictor_from_best_checkpoint_matches_the_in_memory_model(tmp_path, da
     np.testing.assert_allclose(from_structures.values, expected, rtol=1e-5, atol=1e-6)
     assert predictor.units == ["eV"] and predictor.target_names == ["target"]
     assert predictor.metrics["train"]["mae"] == pytest.approx(
-        float(np.mean(np.abs(expected[:, 0] - dataset.targets[:, 0]))), rel=1e-5)
+        float(np.mean(np.abs(expected[:, 0] - dataset.targets[:, 0]))), rel=1e-5
+    )
 
 
 def test_atom_property_subset_travels_with_the_checkpoint(tmp_path, dataset):
-    result = Trainer(dataset, tmp_path, SMALL_MODEL, QUICK, atom_properties=["group", "period"], workers=1).fit()
+    result = Trainer(
+        dataset, tmp_path, SMALL_MODEL, QUICK, atom_properties=["group", "period"], workers=1
+    ).fit()
     state = load_checkpoint(result.best_checkpoint)
     assert state["atom_properties"] == ["group", "period"]
     assert state["state_dict"]["atom_table"].shape == (101, 27)
@@ -264,8 +295,9 @@ def test_resume_refuses_another_dataset(tmp_path, dataset):
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path, dataset):
     def weights(name, seed):
-        Trainer(dataset, tmp_path / name, {**SMALL_MODEL, "dropout": 0.1}, {**QUICK, "seed": seed},
-                workers=1).fit()
+        Trainer(
+            dataset, tmp_path / name, {**SMALL_MODEL, "dropout": 0.1}, {**QUICK, "seed": seed}, workers=1
+        ).fit()
         return load_checkpoint(tmp_path / name / "last.pt")
 
     a, b, c = weights("a", 3), weights("b", 3), weights("c", 4)
@@ -276,8 +308,14 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, dataset):
 
 def test_init_from_starts_from_the_checkpoint_weights(tmp_path, dataset):
     first = Trainer(dataset, tmp_path / "first", SMALL_MODEL, {"epochs": 2, "batch_size": 8}, workers=1).fit()
-    trainer = Trainer(dataset, tmp_path / "tuned", SMALL_MODEL, {"epochs": 1, "batch_size": 8, "seed": 5},
-                      init_from=first.best_checkpoint, workers=1)
+    trainer = Trainer(
+        dataset,
+        tmp_path / "tuned",
+        SMALL_MODEL,
+        {"epochs": 1, "batch_size": 8, "seed": 5},
+        init_from=first.best_checkpoint,
+        workers=1,
+    )
     build = trainer._build_model
     initial = {}
 
@@ -297,8 +335,13 @@ def test_init_from_starts_from_the_checkpoint_weights(tmp_path, dataset):
 def test_early_stopping_with_patience(tmp_path):
     noisy = valid_dataset(20, noise=1.0)
     patience = 2
-    result = Trainer(noisy, tmp_path, SMALL_MODEL, {"epochs": 60, "batch_size": 4, "patience": patience,
-                                                    "lr": 1e-2}, workers=1).fit()
+    result = Trainer(
+        noisy,
+        tmp_path,
+        SMALL_MODEL,
+        {"epochs": 60, "batch_size": 4, "patience": patience, "lr": 1e-2},
+        workers=1,
+    ).fit()
     assert result.stopped_reason == "early_stopping"
     assert result.epochs_run < 60
     history = load_checkpoint(result.last_checkpoint)["history"]
@@ -346,15 +389,23 @@ def test_classification_learns_the_lattice_type(tmp_path):
     crystals, labels = [], []
     for k in range(60):
         kind, z, volume = k % 3, int(rng.choice(metals)), rng.uniform(10, 25)  # volume per atom, A^3
-        build = (lambda: fcc_primitive(z, (4 * volume) ** (1 / 3), sid=f"fcc-{k}"),
-                 lambda: bcc_primitive(z, (2 * volume) ** (1 / 3), sid=f"bcc-{k}"),
-                 lambda: simple_cubic(z, volume ** (1 / 3), sid=f"sc-{k}"))[kind]
-        crystals.append(build())
+        if kind == 0:
+            crystals.append(fcc_primitive(z, (4 * volume) ** (1 / 3), sid=f"fcc-{k}"))
+        elif kind == 1:
+            crystals.append(bcc_primitive(z, (2 * volume) ** (1 / 3), sid=f"bcc-{k}"))
+        else:
+            crystals.append(simple_cubic(z, volume ** (1 / 3), sid=f"sc-{k}"))
         labels.append(kind)
-    data, _ = CrystalDataset.from_structures(crystals, labels, ids=[c.id for c in crystals], task="classification",
-                                             classes=["fcc", "bcc", "sc"])
-    result = Trainer(data, tmp_path, SMALL_MODEL, {"epochs": 60, "batch_size": 8, "lr": 5e-3, "train_ratio": 1.0,
-                                                   "val_ratio": 0.0, "test_ratio": 0.0}, workers=1).fit()
+    data, _ = CrystalDataset.from_structures(
+        crystals, labels, ids=[c.id for c in crystals], task="classification", classes=["fcc", "bcc", "sc"]
+    )
+    result = Trainer(
+        data,
+        tmp_path,
+        SMALL_MODEL,
+        {"epochs": 60, "batch_size": 8, "lr": 5e-3, "train_ratio": 1.0, "val_ratio": 0.0, "test_ratio": 0.0},
+        workers=1,
+    ).fit()
     assert result.metrics["train"]["accuracy"] >= 0.95
     predictor = Predictor.from_checkpoint(result.best_checkpoint)
     assert predictor.task == "classification" and predictor.classes == ["fcc", "bcc", "sc"]
@@ -369,8 +420,13 @@ def test_overfits_a_small_real_dataset(tmp_path, perovskite_file):
 
     data, _ = read_castelli_perovskites(perovskite_file, limit=40)
     assert len(data) == 40
-    result = Trainer(data, tmp_path, SMALL_MODEL, {"epochs": 80, "batch_size": 8, "lr": 5e-3, "train_ratio": 1.0,
-                                                   "val_ratio": 0.0, "test_ratio": 0.0}, workers=1).fit()
+    result = Trainer(
+        data,
+        tmp_path,
+        SMALL_MODEL,
+        {"epochs": 80, "batch_size": 8, "lr": 5e-3, "train_ratio": 1.0, "val_ratio": 0.0, "test_ratio": 0.0},
+        workers=1,
+    ).fit()
     train = result.metrics["train"]
     mad = np.mean(np.abs(data.targets - data.targets.mean()))
     assert train["mad"] == pytest.approx(mad)
@@ -379,8 +435,9 @@ def test_overfits_a_small_real_dataset(tmp_path, perovskite_file):
 
 @pytest.mark.parametrize("pooling", ["sum", "site"])
 def test_per_site_pooling_trains(tmp_path, dataset, pooling):
-    result = Trainer(dataset, tmp_path, {**SMALL_MODEL, "pooling": pooling}, {"epochs": 20, "batch_size": 4},
-                     workers=1).fit()
+    result = Trainer(
+        dataset, tmp_path, {**SMALL_MODEL, "pooling": pooling}, {"epochs": 20, "batch_size": 4}, workers=1
+    ).fit()
     history = load_checkpoint(result.last_checkpoint)["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     prediction = Predictor.from_checkpoint(result.best_checkpoint).predict(dataset)
