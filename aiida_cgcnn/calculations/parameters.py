@@ -11,7 +11,7 @@ from ..training.trainer import TrainConfig
 
 __all__ = ["SECTIONS", "validate_train_parameters"]
 
-SECTIONS = ("model", "train", "graph", "skip_invalid", "atom_properties")
+SECTIONS = ("model", "train", "graph", "skip_invalid", "atom_properties", "nproc_per_node")
 _MODEL_EXTRA = {"architecture"}
 
 
@@ -20,7 +20,8 @@ def validate_train_parameters(parameters: dict[str, Any]) -> str | None:
 
     ``parameters`` has the sections ``model`` (architecture and hyperparameters), ``train``
     (:class:`~aiida_cgcnn.training.trainer.TrainConfig` fields), ``graph``
-    (:class:`~aiida_cgcnn.graph.crystal_graph.GraphSettings` fields) and the flag ``skip_invalid``.
+    (:class:`~aiida_cgcnn.graph.crystal_graph.GraphSettings` fields), the flag ``skip_invalid`` and
+    ``nproc_per_node`` (data-parallel processes on the node, under torchrun).
     """
     unknown = set(parameters) - set(SECTIONS)
     if unknown:
@@ -48,6 +49,9 @@ def validate_train_parameters(parameters: dict[str, Any]) -> str | None:
     for key in graph:
         if key not in graph_fields:
             return f"parameters.graph.{key}: unknown key; valid keys are {sorted(graph_fields)}"
+    nproc = parameters.get("nproc_per_node", 1)
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        return "parameters.nproc_per_node: must be a positive integer (processes, i.e. GPUs, per node)"
     if "skip_invalid" in parameters and not isinstance(parameters["skip_invalid"], bool):
         return "parameters.skip_invalid: must be true or false"
     return None

@@ -100,6 +100,7 @@ class TrainCalculation(CalcJob):
         if walltime and "time_budget" not in train:
             train["time_budget"] = float(walltime)
             train.setdefault("time_margin", float(min(300.0, max(20.0, 0.05 * walltime))))
+        nproc = int(parameters.pop("nproc_per_node", 1))
         with folder.open("config.json", "w") as handle:
             json.dump(parameters, handle, indent=2)
 
@@ -116,6 +117,8 @@ class TrainCalculation(CalcJob):
         arguments = ["train", data_path, "--output-dir", OUTPUT_DIR, "--config", "config.json",
                      "--cache-dir", f"{REMOTE_CACHE}/graphs", "--store-dataset", f"{REMOTE_CACHE}/datasets",
                      "--no-progress"]
+        if nproc > 1:
+            arguments += ["--nproc-per-node", str(nproc)]
         if "parent_folder" in self.inputs:
             parent = self.inputs.parent_folder
             remote_copy_list += [

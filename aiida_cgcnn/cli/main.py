@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
 from dataclasses import asdict
@@ -87,6 +88,23 @@ def _store_copy(path: Path, directory: Path) -> Path:
         shutil.copyfile(path, handle.name)
         os.replace(handle.name, target)
     return target
+
+
+def _relaunch_distributed(nproc: int) -> int:
+    """Run this same command under ``torch.distributed.run`` in ``nproc`` processes; its exit code."""
+    import subprocess
+
+    arguments, skip = [], False
+    for argument in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif argument == "--nproc-per-node":
+            skip = True
+        elif not argument.startswith("--nproc-per-node="):
+            arguments.append(argument)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "aiida_cgcnn.cli", *arguments]
+    return subprocess.call(command)
 
 
 def _write_skipped(path: Path, skipped) -> None:
@@ -182,12 +200,17 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--workers", type=int, help="Processes for graph construction [cores, at most 8].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [on for terminals].")
+@click.option("--nproc-per-node", type=int, default=1, show_default=True,
+              help="Train data-parallel in this many processes (GPUs) of the node, relaunched under torchrun.")
 @_guarded("output_dir")
 def train(data: Path, output_dir: Path, config_path: Path | None, architecture, pooling, conv, task, epochs,
           batch_size, lr, optimizer, scheduler, patience, seed, split, time_budget, time_margin, max_radius,
-          resume, init_from, skip_invalid, cache_dir, store_dataset, workers, device, progress) -> None:
+          resume, init_from, skip_invalid, cache_dir, store_dataset, workers, device, progress,
+          nproc_per_node=1) -> None:
     """Train a model on DATA (a dataset file or a CGCNN-style directory); write checkpoints,
     metrics.json, learning_curve.csv and test_predictions.csv to OUTPUT_DIR."""
+    if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        sys.exit(_relaunch_distributed(nproc_per_node))
     from ..graph.crystal_graph import GraphSettings
     from ..training.dataset import load_dataset
     from ..training.trainer import Trainer

@@ -65,3 +65,13 @@ def test_fine_tuning_from_a_model(cgcnn_code, dataset_node, small_parameters):
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     assert node.outputs.model.uuid != results["model"].uuid
+
+
+def test_distributed_training_through_the_calcjob(cgcnn_code, dataset_node, small_parameters):
+    """``nproc_per_node`` runs the command data-parallel under torchrun (2 CPU processes, gloo)."""
+    parameters = {**small_parameters, "train": {"epochs": 2, "batch_size": 4}, "nproc_per_node": 2}
+    results, node = run_get_node(_builder(cgcnn_code, dataset_node, parameters))
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    assert results["metrics"]["epochs_run"] == 2
+    assert "'--nproc-per-node' '2'" in node.base.repository.get_object_content("_aiidasubmit.sh")
+    assert "Traceback" not in node.outputs.retrieved.get_object_content("aiida.err")
