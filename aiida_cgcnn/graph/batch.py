@@ -247,8 +247,12 @@ def build_graph_store(
         cached = GraphStore.load(cache_path, key)
         failure_path = cache_path.with_suffix(".failures.json")
         if cached is not None and failure_path.is_file():
-            failures = [tuple(f) for f in json.loads(failure_path.read_text())]
-            return cached, failures  # type: ignore[return-value]
+            try:
+                failures = [(int(p), str(m)) for p, m in json.loads(failure_path.read_text())]
+            except (ValueError, TypeError):
+                failures = None  # a corrupted failure list is rebuilt with the store, never trusted
+            if failures is not None and len(cached) + len(failures) == len(crystals):
+                return cached, failures
 
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     indexed = list(enumerate(crystals))
