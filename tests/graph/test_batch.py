@@ -216,3 +216,17 @@ def test_parallel_build_equals_serial(jarvis_dataset):
     parallel, failures = build_graph_store(crystals, workers=2)
     assert failures == []
     assert_stores_equal(serial, parallel)
+
+
+@pytest.mark.parametrize("content", ['[[0, "trunc', "not json", '{"a": 1}', "[[1, 2, 3]]", "[]"])
+def test_corrupted_failure_list_is_rebuilt(tmp_path, content):
+    crystals = small_crystals()
+    crystals.insert(2, crystal("lonely", 20 * np.eye(3), [[0, 0, 0]], [29]))
+    store, failures = build_graph_store(crystals, cache_dir=tmp_path, workers=1)
+    [name] = cache_files(tmp_path)
+    failure_file = (tmp_path / name).with_suffix(".failures.json")
+    failure_file.write_text(content)  # e.g. a write cut short
+    again, failures_again = build_graph_store(crystals, cache_dir=tmp_path, workers=1)
+    assert failures_again == failures and [f[0] for f in failures] == [2]
+    assert_stores_equal(again, store)
+    assert json.loads(failure_file.read_text()) == [list(f) for f in failures]

@@ -230,3 +230,18 @@ def test_graph_settings_key_tracks_every_setting():
     assert len(keys) == 5
     assert GraphSettings.from_dict(base.to_dict()) == base
     assert GraphSettings.from_dict({**base.to_dict(), "unknown": 1}) == base
+
+
+@pytest.mark.parametrize("shift", [(0.7, -0.35, 0.1), (3.2, -1.6, 0.1), (-5.6, 2.8, 0.1)])
+def test_unwrapped_coordinates_give_the_same_graph(shift):
+    # ASE's unwrapped positions (e.g. from MD) may lie outside the cell: same neighbours, and image
+    # offsets that are consistent with the unwrapped coordinates
+    c = rocksalt_primitive(a=5.64)
+    moved = crystal("moved", c.lattice, c.frac_coords + np.array(shift), c.numbers)
+    reference, graph = build_graph(c), build_graph(moved)
+    np.testing.assert_array_equal(graph.dst, reference.dst)
+    np.testing.assert_allclose(np.sort(graph.distances), np.sort(reference.distances), rtol=1e-6)
+    cart = moved.cart_coords
+    expected = cart[graph.src] + graph.images @ moved.lattice - cart[graph.dst]
+    np.testing.assert_allclose(graph.vectors, expected, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(graph.vectors, axis=1), graph.distances, rtol=1e-5)
