@@ -113,6 +113,13 @@ class ModelData(orm.SinglefileData):
 
         return Predictor(self.get_checkpoint(), device=device)
 
+    def calculator(self, **kwargs):
+        """An ASE :class:`~aiida_cgcnn.ase.CGCNNCalculator` for this model (``record=True`` to store
+        its predictions in the provenance graph)."""
+        from ..ase import CGCNNCalculator
+
+        return CGCNNCalculator(self, **kwargs)
+
     def get_training_dataset(self):
         """The ``CrystalDatasetData`` this model was trained on, if the training is in the provenance graph."""
         from .dataset import CrystalDatasetData

@@ -1,0 +1,193 @@
+"""``CGCNNCalculator``: models' predictions as ASE properties.
+
+One calculator holds one or more models (checkpoint paths, ``ModelData`` nodes or
+:class:`~aiida_cgcnn.predict.Predictor` objects). Every target becomes a property under a stable
+name; several models of the same target form an ensemble whose mean is the property and whose
+standard deviation is ``<name>_std``. Site-pooled models (``sum``/``site``) also give
+``<name>_site_contributions`` (one value per atom; ``site_contributions`` when there is one such target).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from ..predict import Predictor
+
+__all__ = ["CGCNNCalculator", "property_name"]
+
+#: Stable property names for the targets of the package's datasets and the papers' properties.
+ALIASES = {
+    "u": "phonon_internal_energy",
+    "cv": "heat_capacity",
+    "s": "phonon_entropy",
+    "f": "phonon_free_energy",
+    "formation_energy_per_atom": "formation_energy_per_atom",
+    "e_form": "formation_energy_per_atom",
+    "formation_energy": "formation_energy_per_atom",
+    "optb88vdw_bandgap": "band_gap",
+    "bandgap": "band_gap",
+    "gap": "band_gap",
+    "heat_all": "heat_of_formation",
+    "log10_bulk_modulus_vrh": "log10_bulk_modulus",
+    "log10_shear_modulus_vrh": "log10_shear_modulus",
+}
+
+
+def property_name(target: str) -> str:
+    """The ASE property name of a model target: a known alias, else the target in snake case."""
+    key = re.sub(r"[^0-9a-zA-Z]+", "_", target).strip("_").lower()
+    return ALIASES.get(key, key)
+
+
+def _predictor(model: Any, device: str) -> Predictor:
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return Predictor.from_checkpoint(model, device=device)
+    if hasattr(model, "get_predictor"):  # ModelData; duck-typed so the calculator imports no AiiDA
+        return model.get_predictor(device=device)
+    raise TypeError(f"a model is a checkpoint path, a ModelData or a Predictor, not {type(model).__name__}")
+
+
+class CGCNNCalculator(Calculator):
+    """ASE calculator for the predictions of one or more trained models.
+
+    Parameters
+    ----------
+    models
+        A checkpoint path, ``ModelData`` node or ``Predictor``, or a list of them.
+    device
+        ``cpu`` (default), ``cuda``, ``cuda:N``; a checkpoint trained on a GPU works on the CPU.
+    record
+        Store each prediction in the AiiDA provenance graph through the ``predict_structures``
+        calcfunction (needs ``ModelData`` models and a loaded profile), so that it shows up in
+        :func:`~aiida_cgcnn.provenance.find_predictions`.
+    names
+        Property names by target name, overriding :func:`property_name`.
+    """
+
+    default_parameters: dict[str, Any] = {}
+
+    def __init__(self, models: Any, device: str = "cpu", record: bool = False,
+                 names: dict[str, str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        models = list(models) if isinstance(models, (list, tuple)) else [models]
+        if not models:
+            raise ValueError("give at least one model")
+        self.models = models
+        self.record = record
+        #: with ``record=True``: the stored ``StructureData`` of the last prediction, in input order
+        self.recorded_structures: list = []
+        if record and not all(hasattr(m, "get_predictor") for m in models):
+            raise ValueError("record=True needs ModelData nodes (stored models), not files or predictors")
+        self.predictors = [_predictor(m, device) for m in models]
+        names = dict(names or {})
+        self.units: dict[str, str] = {}
+        self._members: dict[str, list[tuple[int, int]]] = {}  # property -> [(model, column)]
+        self._per_site: set[str] = set()
+        for index, predictor in enumerate(self.predictors):
+            if predictor.task == "classification":
+                for column, label in enumerate(_classes(predictor)):
+                    name = names.get(label, f"probability_{property_name(label)}")
+                    self._add(name, index, column, "")
+                continue
+            for column, (target, unit) in enumerate(zip(predictor.target_names, predictor.units, strict=True)):
+                name = names.get(target, property_name(target))
+                self._add(name, index, column, unit)
+        # per-site contributions where every member of the property is site-pooled
+        self._per_site = {name for name, members in self._members.items()
+                          if all(self.predictors[m].model.head.per_site for m, _ in members)}
+        properties = list(self._members)
+        properties += [f"{n}_std" for n, members in self._members.items() if len(members) > 1]
+        properties += [f"{n}_site_contributions" for n in sorted(self._per_site)]
+        if len(self._per_site) == 1:
+            properties.append("site_contributions")
+        self.implemented_properties = properties
+
+    def _add(self, name: str, model: int, column: int, unit: str) -> None:
+        if name in self.units and self.units[name] != unit:
+            raise ValueError(f"models disagree on the unit of {name!r}: {self.units[name]!r} and {unit!r}")
+        self.units[name] = unit
+        self._members.setdefault(name, []).append((model, column))
+
+    # --- ASE interface ------------------------------------------------------------------------
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        if name not in self.implemented_properties:
+            raise PropertyNotImplementedError(
+                f"{name!r} is not predicted by these models; available: {', '.join(self.implemented_properties)}"
+            )
+        return super().get_property(name, atoms, allow_calculation)
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        results = self._predict([self.atoms])
+        self.results = {name: values[0] for name, values in results.items()}
+
+    def predict(self, images: Sequence[Any]) -> dict[str, Any]:
+        """Predict every property for many structures at once (graphs batched per model).
+
+        Returns arrays of shape (N,) by property name; per-site properties are lists of arrays.
+        """
+        return self._predict(list(images))
+
+    # --- work ---------------------------------------------------------------------------------
+
+    def _raw(self, images: list) -> list[tuple[np.ndarray, list[np.ndarray] | None]]:
+        if self.record:
+            return self._recorded(images)
+        outputs = []
+        for predictor in self.predictors:
+            prediction = predictor.predict(images, ids=[_label(a, k) for k, a in enumerate(images)])
+            outputs.append((prediction.values, prediction.site_values))
+        return outputs
+
+    def _recorded(self, images: list) -> list[tuple[np.ndarray, list[np.ndarray] | None]]:
+        from aiida import orm
+
+        from ..calculations.functions import predict_structures
+
+        structures = {f"s{k}": orm.StructureData(ase=a) for k, a in enumerate(images)}
+        self.recorded_structures = list(structures.values())
+        outputs = []
+        for model, predictor in zip(self.models, self.predictors, strict=True):
+            result = predict_structures(model=model, **structures)
+            columns = _classes(predictor) if predictor.task == "classification" else predictor.target_names
+            values = np.array([[result[label][c] for c in columns] for label in structures])
+            sites = None
+            if predictor.model.head.per_site:
+                sites = [np.asarray(result[label]["site_contributions"]) for label in structures]
+            outputs.append((values, sites))
+        return outputs
+
+    def _predict(self, images: list) -> dict[str, Any]:
+        raw = self._raw(images)
+        results: dict[str, Any] = {}
+        for name, members in self._members.items():
+            stack = np.stack([raw[m][0][:, c] for m, c in members])  # (members, N)
+            results[name] = stack.mean(axis=0)
+            if len(members) > 1:
+                results[f"{name}_std"] = stack.std(axis=0, ddof=0)
+            if name in self._per_site:
+                per_model = [raw[m][1] for m, _ in members]
+                sites = [np.mean([per_model[j][k][:, c] for j, (_, c) in enumerate(members)], axis=0)
+                         for k in range(len(images))]
+                results[f"{name}_site_contributions"] = sites
+                if len(self._per_site) == 1:
+                    results["site_contributions"] = sites
+        return results
+
+
+def _classes(predictor: Predictor) -> list[str]:
+    return predictor.classes or [str(c) for c in range(predictor.model.head.out.out_features)]
+
+
+def _label(atoms: Any, index: int) -> str:
+    info = getattr(atoms, "info", {}) or {}
+    return str(info.get("id", f"{atoms.get_chemical_formula()}#{index}"))

@@ -1,0 +1,34 @@
+"""The ASE calculator with ``record=True``: a script's predictions land in the provenance graph."""
+
+import numpy as np
+import pytest
+
+from aiida_cgcnn.data.model import ModelData
+from aiida_cgcnn.provenance import find_predictions
+from aiida_cgcnn.training.dataset import CrystalDataset
+from aiida_cgcnn.training.trainer import Trainer
+
+
+def test_recorded_predictions_are_found_by_the_provenance_query(aiida_profile, alloy_data, tmp_path):
+    structures, energies = alloy_data
+    dataset, _ = CrystalDataset.from_structures(structures, energies, target_names=["emt_energy"],
+                                                units=["eV/atom"])
+    result = Trainer(dataset, tmp_path, model_config={"atom_fea_len": 16, "n_conv": 2, "pooling": "site"},
+                     train_config={"epochs": 2, "batch_size": 8}, progress=False).fit()
+    model = ModelData.get_or_create(result.best_checkpoint)
+    plain = model.calculator()
+    calc = model.calculator(record=True)
+    atoms = structures[2].copy()
+    value = calc.get_property("emt_energy", atoms)
+    assert value == pytest.approx(plain.get_property("emt_energy", atoms), rel=1e-6)
+    sites = calc.get_property("site_contributions", atoms)
+    assert np.mean(sites) == pytest.approx(value, rel=1e-5)
+    (structure,) = calc.recorded_structures
+    (record,) = find_predictions(structure)
+    assert record.values["emt_energy"] == pytest.approx(value, rel=1e-9)
+    assert record.model_uuid == model.uuid and record.units == {"emt_energy": "eV/atom"}
+
+    batch = calc.predict(structures[:3])
+    assert len(calc.recorded_structures) == 3
+    for node, predicted in zip(calc.recorded_structures, batch["emt_energy"], strict=True):
+        assert find_predictions(node)[0].values["emt_energy"] == pytest.approx(predicted, rel=1e-9)
