@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DatasetError
+from ..errors import CheckpointError, DatasetError
 from ..graph.batch import GraphStore
 from ..graph.crystal_graph import GraphSettings
 from ..graph.features import atom_feature_table
@@ -216,9 +217,17 @@ class Trainer:
         self.output_dir = Path(output_dir)
         self.resume_state = load_checkpoint(resume) if resume else None
         if self.resume_state is not None:
-            # a resumed run takes every setting from its checkpoint
+            # a resumed run takes every setting from its checkpoint but the time budget, which is per run
+            given = asdict(train_config) if isinstance(train_config, TrainConfig) else dict(train_config or {})
+            saved = dict(self.resume_state["train_config"])
+            ignored = sorted(k for k, v in given.items()
+                             if k not in ("time_budget", "time_margin") and k in saved and saved[k] != v)
+            if ignored:
+                warnings.warn(f"resuming: {ignored} are taken from the checkpoint, not from the new settings",
+                              stacklevel=2)
+            saved.update({k: given[k] for k in ("time_budget", "time_margin") if k in given})
             model_config = dict(self.resume_state["model_config"])
-            train_config = TrainConfig.from_dict(self.resume_state["train_config"])
+            train_config = TrainConfig.from_dict(saved)
             graph_settings = GraphSettings.from_dict(self.resume_state["graph_settings"])
             atom_properties = list(self.resume_state["atom_properties"])
             if self.resume_state.get("dataset", {}).get("sha256") != dataset.sha256():
@@ -292,7 +301,14 @@ class Trainer:
             )
         if self.init_from:
             state = load_checkpoint(self.init_from)
-            model.load_state_dict(state["state_dict"])
+            try:
+                model.load_state_dict(state["state_dict"])
+            except RuntimeError as error:
+                raise CheckpointError(
+                    f"cannot fine-tune from {str(self.init_from)!r}: its model differs from the one configured "
+                    f"({str(error).splitlines()[0]}); use the checkpoint's model settings "
+                    f"{dict(state['model_config'])}"
+                ) from None
         return model.to(self.device)
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
