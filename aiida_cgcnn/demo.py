@@ -48,8 +48,9 @@ def emt_alloys(n: int, seed: int = 0):
     return structures, np.array(energies)
 
 
-def run_demo(output_dir: str | Path, n_structures: int = 300, epochs: int = 40,
-             echo: Callable[[str], None] = print) -> dict:
+def run_demo(
+    output_dir: str | Path, n_structures: int = 300, epochs: int = 40, echo: Callable[[str], None] = print
+) -> dict:
     """Train on EMT alloys, then predict unseen ones; returns the test metrics."""
     from .predict import Predictor
     from .training.dataset import CrystalDataset
@@ -59,13 +60,20 @@ def run_demo(output_dir: str | Path, n_structures: int = 300, epochs: int = 40,
     echo(f"Generating {n_structures} alloy cells with EMT energies ...")
     structures, energies = emt_alloys(n_structures, seed=0)
     dataset, _ = CrystalDataset.from_structures(
-        structures, energies, ids=[f"alloy-{k}" for k in range(n_structures)],
-        target_names=["emt_energy"], units=["eV/atom"],
+        structures,
+        energies,
+        ids=[f"alloy-{k}" for k in range(n_structures)],
+        target_names=["emt_energy"],
+        units=["eV/atom"],
     )
     dataset.save(output_dir / "alloys.npz")
     echo(f"Training CGCNN for {epochs} epochs (60/20/20 split) ...")
-    result = Trainer(dataset, output_dir / "train", train_config={"epochs": epochs, "batch_size": 32},
-                     cache_dir=output_dir / ".graph-cache").fit()
+    result = Trainer(
+        dataset,
+        output_dir / "train",
+        train_config={"epochs": epochs, "batch_size": 32},
+        cache_dir=output_dir / ".graph-cache",
+    ).fit()
     test = result.metrics["test"]
     echo(f"Test MAE {test['mae']:.4f} eV/atom (MAE/MAD {test['mae_over_mad']:.3f}, R² {test['r2']:.3f})")
     new_structures, new_energies = emt_alloys(5, seed=12345)

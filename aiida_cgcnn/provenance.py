@@ -45,9 +45,14 @@ def find_predictions(structure: orm.StructureData) -> list[PredictionRecord]:
     # quick predictions: structure -> calcfunction (same link label in and out) -> Dict
     query = orm.QueryBuilder()
     query.append(orm.StructureData, filters={"id": structure.pk}, tag="structure")
-    query.append(orm.CalcFunctionNode, with_incoming="structure", tag="call",
-                 filters={"attributes.function_name": "predict_structures"},
-                 edge_project="label", project=["uuid", "process_type", "ctime"])
+    query.append(
+        orm.CalcFunctionNode,
+        with_incoming="structure",
+        tag="call",
+        filters={"attributes.function_name": "predict_structures"},
+        edge_project="label",
+        project=["uuid", "process_type", "ctime"],
+    )
     query.append(ModelData, with_outgoing="call", project="*", tag="model")
     for row in query.dict():
         call = row["call"]
@@ -57,20 +62,39 @@ def find_predictions(structure: orm.StructureData) -> list[PredictionRecord]:
         output = orm.load_node(uuid).base.links.get_outgoing(link_label_filter=label).one().node
         data = output.get_dict()
         names = [k for k in data if k not in ("units", "site_contributions", "predicted_class")]
-        records.append(PredictionRecord(structure.uuid, {k: data[k] for k in names}, data.get("units", {}),
-                                        model.uuid, model.pk, _training_dataset(model), uuid,
-                                        process_type, ctime.isoformat()))
+        records.append(
+            PredictionRecord(
+                structure.uuid,
+                {k: data[k] for k in names},
+                data.get("units", {}),
+                model.uuid,
+                model.pk,
+                _training_dataset(model),
+                uuid,
+                process_type,
+                ctime.isoformat(),
+            )
+        )
 
     # batch predictions: structure -> create_dataset -> dataset -> cgcnn.predict -> ArrayData
     from .calculations.predict import PredictCalculation
 
     query = orm.QueryBuilder()
     query.append(orm.StructureData, filters={"id": structure.pk}, tag="structure")
-    query.append(orm.CalcFunctionNode, with_incoming="structure", tag="build",
-                 filters={"attributes.function_name": "create_dataset"})
+    query.append(
+        orm.CalcFunctionNode,
+        with_incoming="structure",
+        tag="build",
+        filters={"attributes.function_name": "create_dataset"},
+    )
     query.append(CrystalDatasetData, with_incoming="build", tag="dataset")
-    query.append(PredictCalculation, with_incoming="dataset", tag="predict",
-                 project=["uuid", "process_type", "ctime"], filters={"attributes.exit_status": 0})
+    query.append(
+        PredictCalculation,
+        with_incoming="dataset",
+        tag="predict",
+        project=["uuid", "process_type", "ctime"],
+        filters={"attributes.exit_status": 0},
+    )
     query.append(ModelData, with_outgoing="predict", project="*")
     query.append(orm.ArrayData, with_incoming="predict", edge_filters={"label": "predictions"}, project="*")
     for uuid, process_type, ctime, model, predictions in query.all():
@@ -82,11 +106,26 @@ def find_predictions(structure: orm.StructureData) -> list[PredictionRecord]:
         names = predictions.base.attributes.get("target_names")
         if predictions.base.attributes.get("task") == "classification":
             names = predictions.base.attributes.get("classes") or [str(i) for i in range(len(values))]
-        units = dict(zip(predictions.base.attributes.get("target_names"),
-                         predictions.base.attributes.get("units"), strict=True))
-        records.append(PredictionRecord(structure.uuid, dict(zip(names, map(float, values), strict=True)), units,
-                                        model.uuid, model.pk, _training_dataset(model), uuid, process_type,
-                                        ctime.isoformat()))
+        units = dict(
+            zip(
+                predictions.base.attributes.get("target_names"),
+                predictions.base.attributes.get("units"),
+                strict=True,
+            )
+        )
+        records.append(
+            PredictionRecord(
+                structure.uuid,
+                dict(zip(names, map(float, values), strict=True)),
+                units,
+                model.uuid,
+                model.pk,
+                _training_dataset(model),
+                uuid,
+                process_type,
+                ctime.isoformat(),
+            )
+        )
     return sorted(records, key=lambda r: r.date)
 
 
@@ -96,16 +135,18 @@ def list_models() -> list[dict[str, Any]]:
     query = orm.QueryBuilder().append(ModelData, project="*").order_by({ModelData: {"ctime": "asc"}})
     for (model,) in query.all():
         dataset = model.get_training_dataset()
-        rows.append({
-            "pk": model.pk,
-            "uuid": model.uuid,
-            "architecture": model.base.attributes.get("architecture"),
-            "pooling": model.base.attributes.get("pooling"),
-            "targets": model.targets,
-            "units": model.units,
-            "test": model.metrics.get("test", {}),
-            "dataset_pk": None if dataset is None else dataset.pk,
-            "dataset_size": None if dataset is None else dataset.size,
-            "date": model.ctime.isoformat(),
-        })
+        rows.append(
+            {
+                "pk": model.pk,
+                "uuid": model.uuid,
+                "architecture": model.base.attributes.get("architecture"),
+                "pooling": model.base.attributes.get("pooling"),
+                "targets": model.targets,
+                "units": model.units,
+                "test": model.metrics.get("test", {}),
+                "dataset_pk": None if dataset is None else dataset.pk,
+                "dataset_size": None if dataset is None else dataset.size,
+                "date": model.ctime.isoformat(),
+            }
+        )
     return rows

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidStructureError
 from .elements import MAX_ATOMIC_NUMBER, NOBLE_GASES
+from .errors import InvalidStructureError
 
 __all__ = ["Crystal", "read_structure_file", "to_crystal", "validate_crystal"]
 
@@ -190,5 +190,7 @@ def to_crystal(obj: Any, sid: str | None = None) -> Crystal:
         label = sid if sid is not None else (obj.uuid if obj.is_stored else obj.get_formula())
         return validate_crystal(_from_ase(obj.get_ase(), str(label)))
     raise InvalidStructureError(
-        str(sid), f"is a {type(obj).__name__}, not a structure", "pass a pymatgen Structure, ASE Atoms or a file"
+        str(sid),
+        f"is a {type(obj).__name__}, not a structure",
+        "pass a pymatgen Structure, ASE Atoms or a file",
     )

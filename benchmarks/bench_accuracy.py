@@ -12,8 +12,9 @@ import argparse
 import tempfile
 import time
 
-from aiida_cgcnn.training.trainer import Trainer
 from common import load, write_results
+
+from aiida_cgcnn.training.trainer import Trainer
 
 SETS = {
     # name: (pooling, CGCNN paper's test MAE on its (larger) Materials Project / perovskite sets)
@@ -40,23 +41,45 @@ def main() -> None:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             result = Trainer(
-                dataset, tmp, model_config={"pooling": pooling},
-                train_config={"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                              "seed": args.seed},
-                device=args.device, progress=False,
+                dataset,
+                tmp,
+                model_config={"pooling": pooling},
+                train_config={
+                    "epochs": args.epochs,
+                    "batch_size": args.batch_size,
+                    "lr": args.lr,
+                    "seed": args.seed,
+                },
+                device=args.device,
+                progress=False,
             ).fit()
         elapsed = time.perf_counter() - start
         test = result.metrics["test"]
         results[name] = {
-            "structures": len(dataset), "unit": dataset.units[0], "target": dataset.target_names[0],
+            "structures": len(dataset),
+            "unit": dataset.units[0],
+            "target": dataset.target_names[0],
             "train/val/test": [result.metrics[f"num_{p}"] for p in ("train", "val", "test")],
-            "test": test, "best_epoch": result.metrics["best_epoch"], "wall_time_s": elapsed,
+            "test": test,
+            "best_epoch": result.metrics["best_epoch"],
+            "wall_time_s": elapsed,
             "paper": paper,
         }
-        print(f"{name:15s} n={len(dataset):5d}  test MAE {test['mae']:.4f} {dataset.units[0]}  "
-              f"MAE/MAD {test['mae_over_mad']:.3f}  R2 {test['r2']:.3f}  ({elapsed:.0f} s)", flush=True)
-    write_results("accuracy", {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                               "seed": args.seed, "results": results})
+        print(
+            f"{name:15s} n={len(dataset):5d}  test MAE {test['mae']:.4f} {dataset.units[0]}  "
+            f"MAE/MAD {test['mae_over_mad']:.3f}  R2 {test['r2']:.3f}  ({elapsed:.0f} s)",
+            flush=True,
+        )
+    write_results(
+        "accuracy",
+        {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "results": results,
+        },
+    )
 
 
 if __name__ == "__main__":

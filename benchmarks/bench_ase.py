@@ -14,13 +14,13 @@ import time
 
 import numpy as np
 import torch
+from common import load, write_results
 
 from aiida_cgcnn.ase import CGCNNCalculator
 from aiida_cgcnn.demo import emt_alloys
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.public_data import shared_data_dir
 from aiida_cgcnn.training.trainer import Trainer
-from common import load, write_results
 
 
 def small_cells(n: int = 100):
@@ -38,7 +38,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Trainer(dataset, tmp, train_config={"epochs": 1}, progress=False).fit().best_checkpoint
         calc = CGCNNCalculator(checkpoint)
-        groups = {"small (<= 20 atoms)": small_cells(), "200 atoms": [a.repeat((5, 5, 1)) for a in structures[:20]]}
+        groups = {
+            "small (<= 20 atoms)": small_cells(),
+            "200 atoms": [a.repeat((5, 5, 1)) for a in structures[:20]],
+        }
         results = {}
         for label, images in groups.items():
             calc.predict(images[:2])  # warm up
@@ -54,11 +57,19 @@ def main() -> None:
             np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-6)
             n = len(images)
             atoms_mean = float(np.mean([len(a) for a in images]))
-            results[label] = {"structures": n, "atoms_mean": atoms_mean,
-                              "latency_ms": 1000 * t_single / n, "one_by_one_per_s": n / t_single,
-                              "batched_per_s": n / t_batched, "ratio": t_single / t_batched}
-            print(f"{label:20s} n={n:3d} ({atoms_mean:.0f} atoms): latency {1000 * t_single / n:7.1f} ms/structure, "
-                  f"one by one {n / t_single:7.1f}/s, batched {n / t_batched:7.1f}/s, ratio {t_single / t_batched:.1f}x")
+            results[label] = {
+                "structures": n,
+                "atoms_mean": atoms_mean,
+                "latency_ms": 1000 * t_single / n,
+                "one_by_one_per_s": n / t_single,
+                "batched_per_s": n / t_batched,
+                "ratio": t_single / t_batched,
+            }
+            print(
+                f"{label:20s} n={n:3d} ({atoms_mean:.0f} atoms): "
+                f"latency {1000 * t_single / n:7.1f} ms/structure, one by one {n / t_single:7.1f}/s, "
+                f"batched {n / t_batched:7.1f}/s, ratio {t_single / t_batched:.1f}x"
+            )
     write_results("ase", {"threads": 1, "results": results})
 
 

@@ -15,10 +15,10 @@ import argparse
 import time
 
 import numpy as np
+from common import mixed_real_structures, write_results
 
 from aiida_cgcnn.graph.batch import build_graph_store
 from aiida_cgcnn.graph.crystal_graph import GraphSettings
-from common import mixed_real_structures, write_results
 
 
 def reference_graph(structure, radius: float = 8.0, max_num_nbr: int = 12):
@@ -46,8 +46,10 @@ def main() -> None:
     crystals = list(dataset.crystals())
     structures = [c.to_pymatgen() for c in crystals]  # built outside the timed region
     settings = GraphSettings()
-    print(f"{len(crystals)} real structures, {dataset.num_atoms.sum()} atoms "
-          f"(mean {dataset.num_atoms.mean():.1f}, max {dataset.num_atoms.max()})")
+    print(
+        f"{len(crystals)} real structures, {dataset.num_atoms.sum()} atoms "
+        f"(mean {dataset.num_atoms.mean():.1f}, max {dataset.num_atoms.max()})"
+    )
 
     start = time.perf_counter()
     reference = [reference_graph(s) for s in structures]
@@ -60,7 +62,9 @@ def main() -> None:
     start = time.perf_counter()
     store_parallel, _ = build_graph_store(crystals, settings, workers=args.workers)
     t_parallel = time.perf_counter() - start
-    assert np.array_equal(store.src, store_parallel.src) and np.array_equal(store.edge_ptr, store_parallel.edge_ptr)
+    assert np.array_equal(store.src, store_parallel.src) and np.array_equal(
+        store.edge_ptr, store_parallel.edge_ptr
+    )
     assert not failures, failures
 
     # neighbour-set agreement where the reference does not split a shell
@@ -78,27 +82,48 @@ def main() -> None:
             atoms_compared += 1
             ref_set = {(x[2], *map(int, x[3])) for x in nbrs[:12]}
             mask = graph.dst == atom
-            ours = {(int(j), *map(int, im)) for j, im in zip(graph.src[mask], graph.images[mask], strict=True)}
+            ours = {
+                (int(j), *map(int, im)) for j, im in zip(graph.src[mask], graph.images[mask], strict=True)
+            }
             atoms_identical += ref_set == ours
     ratio = t_reference / t_ours
     ratio_parallel = t_reference / t_parallel
-    print(f"reference (get_all_neighbors + Python sort + padding): {t_reference:8.2f} s "
-          f"({len(crystals) / t_reference:8.0f} structures/s)")
-    print(f"aiida-cgcnn, 1 process:  {t_ours:8.2f} s ({len(crystals) / t_ours:8.0f} structures/s)  "
-          f"ratio {ratio:.1f}x")
-    print(f"aiida-cgcnn, {args.workers} processes: {t_parallel:8.2f} s "
-          f"({len(crystals) / t_parallel:8.0f} structures/s)  ratio {ratio_parallel:.1f}x")
-    print(f"neighbour sets: {atoms_identical}/{atoms_compared} atoms identical where the reference keeps a "
-          f"whole shell; {atoms_split} atoms where the reference splits a shell (we keep the ties); "
-          f"{atoms_padded} atoms the reference pads")
-    write_results("graphs", {
-        "structures": len(crystals), "atoms": int(dataset.num_atoms.sum()),
-        "reference_s": t_reference, "ours_1_process_s": t_ours, "ours_parallel_s": t_parallel,
-        "workers": args.workers, "speedup_1_process": ratio, "speedup_parallel": ratio_parallel,
-        "atoms_compared": atoms_compared, "atoms_identical": atoms_identical,
-        "atoms_split_by_reference": atoms_split, "atoms_padded_by_reference": atoms_padded,
-        "edges_ours": int(len(store.src)), "edges_reference": 12 * int(dataset.num_atoms.sum()),
-    })
+    print(
+        f"reference (get_all_neighbors + Python sort + padding): {t_reference:8.2f} s "
+        f"({len(crystals) / t_reference:8.0f} structures/s)"
+    )
+    print(
+        f"aiida-cgcnn, 1 process:  {t_ours:8.2f} s ({len(crystals) / t_ours:8.0f} structures/s)  "
+        f"ratio {ratio:.1f}x"
+    )
+    print(
+        f"aiida-cgcnn, {args.workers} processes: {t_parallel:8.2f} s "
+        f"({len(crystals) / t_parallel:8.0f} structures/s)  ratio {ratio_parallel:.1f}x"
+    )
+    print(
+        f"neighbour sets: {atoms_identical}/{atoms_compared} atoms identical where the reference keeps a "
+        f"whole shell; {atoms_split} atoms where the reference splits a shell (we keep the ties); "
+        f"{atoms_padded} atoms the reference pads"
+    )
+    write_results(
+        "graphs",
+        {
+            "structures": len(crystals),
+            "atoms": int(dataset.num_atoms.sum()),
+            "reference_s": t_reference,
+            "ours_1_process_s": t_ours,
+            "ours_parallel_s": t_parallel,
+            "workers": args.workers,
+            "speedup_1_process": ratio,
+            "speedup_parallel": ratio_parallel,
+            "atoms_compared": atoms_compared,
+            "atoms_identical": atoms_identical,
+            "atoms_split_by_reference": atoms_split,
+            "atoms_padded_by_reference": atoms_padded,
+            "edges_ours": len(store.src),
+            "edges_reference": 12 * int(dataset.num_atoms.sum()),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -31,19 +31,32 @@ def load(name: str, limit: int | None = None) -> CrystalDataset:
     """The real datasets of the accuracy benchmark, by name."""
     data = require_data()
     if name == "perovskites":
-        dataset, _ = read_castelli_perovskites(data / "perovskites/castelli-perov5-part-a.csv.gz", limit=limit)
+        dataset, _ = read_castelli_perovskites(
+            data / "perovskites/castelli-perov5-part-a.csv.gz", limit=limit
+        )
     elif name == "mp_log10_K":
         dataset, _ = read_matcalc_structures(
             data / "mp-elasticity/mp-binary-pbe-elasticity-2025.1.json.gz",
-            {"bulk_modulus_vrh": "GPa"}, "mp_id", transform="log10", limit=limit)
+            {"bulk_modulus_vrh": "GPa"},
+            "mp_id",
+            transform="log10",
+            limit=limit,
+        )
     elif name == "mp_log10_G":
         dataset, _ = read_matcalc_structures(
             data / "mp-elasticity/mp-binary-pbe-elasticity-2025.1.json.gz",
-            {"shear_modulus_vrh": "GPa"}, "mp_id", transform="log10", limit=limit)
+            {"shear_modulus_vrh": "GPa"},
+            "mp_id",
+            transform="log10",
+            limit=limit,
+        )
     elif name == "wbm_formation":
         dataset, _ = read_matcalc_structures(
             data / "wbm/wbm-random-pbe52-equilibrium-2025.1.json.gz",
-            {"formation_energy_per_atom": "eV/atom"}, "material_id", limit=limit)
+            {"formation_energy_per_atom": "eV/atom"},
+            "material_id",
+            limit=limit,
+        )
     else:
         raise ValueError(name)
     return dataset
@@ -65,8 +78,12 @@ def mixed_real_structures(n: int) -> CrystalDataset:
 def machine() -> dict:
     import torch
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor(),
-            "cores": __import__("os").cpu_count()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor(),
+        "cores": __import__("os").cpu_count(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -21,9 +21,12 @@ def cgcnn_code(aiida_code_installed, aiida_localhost):
     """The real ``aiida-cgcnn`` command on the localhost computer, polled every 0.2 s."""
     aiida_localhost.set_minimum_job_poll_interval(0.2)
     aiida_localhost.set_default_mpiprocs_per_machine(1)
-    return aiida_code_installed(label="aiida-cgcnn", filepath_executable=EXECUTABLE,
-                                default_calc_job_plugin="cgcnn.train",
-                                prepend_text="export OMP_NUM_THREADS=1")
+    return aiida_code_installed(
+        label="aiida-cgcnn",
+        filepath_executable=EXECUTABLE,
+        default_calc_job_plugin="cgcnn.train",
+        prepend_text="export OMP_NUM_THREADS=1",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,10 +73,16 @@ class CGCNNCalculator(Calculator):
         Property names by target name, overriding :func:`property_name`.
     """
 
-    default_parameters: dict[str, Any] = {}
+    default_parameters: typing.ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, models: Any, device: str = "cpu", record: bool = False,
-                 names: dict[str, str] | None = None, **kwargs):
+    def __init__(
+        self,
+        models: Any,
+        device: str = "cpu",
+        record: bool = False,
+        names: dict[str, str] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         models = list(models) if isinstance(models, (list, tuple)) else [models]
         if not models:
@@ -97,12 +104,17 @@ class CGCNNCalculator(Calculator):
                     name = names.get(label, f"probability_{property_name(label)}")
                     self._add(name, index, column, "")
                 continue
-            for column, (target, unit) in enumerate(zip(predictor.target_names, predictor.units, strict=True)):
+            for column, (target, unit) in enumerate(
+                zip(predictor.target_names, predictor.units, strict=True)
+            ):
                 name = names.get(target, property_name(target))
                 self._add(name, index, column, unit)
         # per-site contributions where every member of the property is site-pooled
-        self._per_site = {name for name, members in self._members.items()
-                          if all(self.predictors[m].model.head.per_site for m, _ in members)}
+        self._per_site = {
+            name
+            for name, members in self._members.items()
+            if all(self.predictors[m].model.head.per_site for m, _ in members)
+        }
         properties = list(self._members)
         properties += [f"{n}_std" for n, members in self._members.items() if len(members) > 1]
         properties += [f"{n}_site_contributions" for n in sorted(self._per_site)]
@@ -121,7 +133,8 @@ class CGCNNCalculator(Calculator):
     def get_property(self, name, atoms=None, allow_calculation=True):
         if name not in self.implemented_properties:
             raise PropertyNotImplementedError(
-                f"{name!r} is not predicted by these models; available: {', '.join(self.implemented_properties)}"
+                f"{name!r} is not predicted by these models; "
+                f"available: {', '.join(self.implemented_properties)}"
             )
         return super().get_property(name, atoms, allow_calculation)
 
@@ -176,8 +189,10 @@ class CGCNNCalculator(Calculator):
                 results[f"{name}_std"] = stack.std(axis=0, ddof=0)
             if name in self._per_site:
                 per_model = [raw[m][1] for m, _ in members]
-                sites = [np.mean([per_model[j][k][:, c] for j, (_, c) in enumerate(members)], axis=0)
-                         for k in range(len(images))]
+                sites = [
+                    np.mean([per_model[j][k][:, c] for j, (_, c) in enumerate(members)], axis=0)
+                    for k in range(len(images))
+                ]
                 results[f"{name}_site_contributions"] = sites
                 if len(self._per_site) == 1:
                     results["site_contributions"] = sites

@@ -25,25 +25,52 @@ class PredictCalculation(CalcJob):
         super().define(spec)
         spec.input("model", valid_type=ModelData, help="The trained model.")
         spec.input("dataset", valid_type=CrystalDatasetData, help="The structures to predict.")
-        spec.input("device", valid_type=orm.Str, default=lambda: orm.Str("auto"), serializer=orm.to_aiida_type,
-                   help="auto (GPU when the node has one), cpu, cuda or cuda:N.")
-        spec.input("batch_size", valid_type=orm.Int, default=lambda: orm.Int(256), serializer=orm.to_aiida_type,
-                   help="Structures per batch.")
-        spec.input("reuse_remote_dataset", valid_type=orm.Bool, default=lambda: orm.Bool(True),
-                   serializer=orm.to_aiida_type,
-                   help="Use the copy of the dataset left on the computer by an earlier calculation.")
+        spec.input(
+            "device",
+            valid_type=orm.Str,
+            default=lambda: orm.Str("auto"),
+            serializer=orm.to_aiida_type,
+            help="auto (GPU when the node has one), cpu, cuda or cuda:N.",
+        )
+        spec.input(
+            "batch_size",
+            valid_type=orm.Int,
+            default=lambda: orm.Int(256),
+            serializer=orm.to_aiida_type,
+            help="Structures per batch.",
+        )
+        spec.input(
+            "reuse_remote_dataset",
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            serializer=orm.to_aiida_type,
+            help="Use the copy of the dataset left on the computer by an earlier calculation.",
+        )
         spec.inputs["metadata"]["options"]["parser_name"].default = "cgcnn.predict"
-        spec.inputs["metadata"]["options"]["resources"].default = {"num_machines": 1,
-                                                                   "num_mpiprocs_per_machine": 1}
+        spec.inputs["metadata"]["options"]["resources"].default = {
+            "num_machines": 1,
+            "num_mpiprocs_per_machine": 1,
+        }
         spec.inputs["metadata"]["options"]["withmpi"].default = False
-        spec.output("predictions", valid_type=orm.ArrayData, help="ids and predicted values, in dataset order.")
-        spec.output("skipped", valid_type=orm.Dict, help="Structures that could not be predicted: id -> reason.")
-        spec.output("site_contributions", valid_type=orm.SinglefileData, required=False,
-                    help="Per-site contributions (sum/site pooling).")
+        spec.output(
+            "predictions", valid_type=orm.ArrayData, help="ids and predicted values, in dataset order."
+        )
+        spec.output(
+            "skipped", valid_type=orm.Dict, help="Structures that could not be predicted: id -> reason."
+        )
+        spec.output(
+            "site_contributions",
+            valid_type=orm.SinglefileData,
+            required=False,
+            help="Per-site contributions (sum/site pooling).",
+        )
         spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The command left no {filename}.")
         spec.exit_code(310, "ERROR_INVALID_DATASET", message="Invalid input: {message}")
-        spec.exit_code(311, "ERROR_REMOTE_DATASET_MISSING",
-                       message="The dataset expected in the computer's cache is gone: {message}")
+        spec.exit_code(
+            311,
+            "ERROR_REMOTE_DATASET_MISSING",
+            message="The dataset expected in the computer's cache is gone: {message}",
+        )
         spec.exit_code(330, "ERROR_OUT_OF_MEMORY", message="Out of memory: {message}")
         spec.exit_code(350, "ERROR_COMMAND_FAILED", message="The command failed: {message}")
 
@@ -62,15 +89,31 @@ class PredictCalculation(CalcJob):
         code_info = datastructures.CodeInfo()
         code_info.code_uuid = self.inputs.code.uuid
         code_info.cmdline_params = [
-            "predict", "model.pt", data_path, "--output", "run/predictions.csv", "--sites", "run/sites.csv",
-            "--skip-invalid", "--device", self.inputs.device.value,
-            "--batch-size", str(self.inputs.batch_size.value), "--store-dataset", f"{REMOTE_CACHE}/datasets",
+            "predict",
+            "model.pt",
+            data_path,
+            "--output",
+            "run/predictions.csv",
+            "--sites",
+            "run/sites.csv",
+            "--skip-invalid",
+            "--device",
+            self.inputs.device.value,
+            "--batch-size",
+            str(self.inputs.batch_size.value),
+            "--store-dataset",
+            f"{REMOTE_CACHE}/datasets",
         ]
         code_info.stdout_name = "aiida.out"
         code_info.stderr_name = "aiida.err"
         calc_info = datastructures.CalcInfo()
         calc_info.codes_info = [code_info]
         calc_info.local_copy_list = local_copy_list
-        calc_info.retrieve_list = ["aiida.out", "aiida.err", "run/predictions.csv", "run/sites.csv",
-                                   "run/status.json"]
+        calc_info.retrieve_list = [
+            "aiida.out",
+            "aiida.err",
+            "run/predictions.csv",
+            "run/sites.csv",
+            "run/status.json",
+        ]
         return calc_info

@@ -39,8 +39,11 @@ def remote_dataset_available(dataset: CrystalDatasetData, computer: orm.Computer
     query.append(
         (TrainCalculation, PredictCalculation),
         with_incoming="dataset",
-        filters={"dbcomputer_id": computer.pk, "attributes.exit_status": {"in": [0, 400]},
-                 "extras.cgcnn_dataset_cached": True},
+        filters={
+            "dbcomputer_id": computer.pk,
+            "attributes.exit_status": {"in": [0, 400]},
+            "extras.cgcnn_dataset_cached": True,
+        },
         project="id",
     )
     return query.count() > 0
@@ -57,40 +60,72 @@ class TrainCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input("dataset", valid_type=CrystalDatasetData,
-                   help="The training data: structures, targets and units (portable dataset file).")
-        spec.input("parameters", valid_type=orm.Dict, required=False, validator=_validate_parameters,
-                   serializer=orm.to_aiida_type,
-                   help="Sections `model`, `train`, `graph` and the flag `skip_invalid`; see the docs.")
-        spec.input("parent_folder", valid_type=orm.RemoteData, required=False,
-                   help="Folder of an earlier training on the same computer to resume from (its last.pt).")
-        spec.input("model", valid_type=ModelData, required=False,
-                   help="A trained model whose weights start this training (fine-tuning).")
-        spec.input("reuse_remote_dataset", valid_type=orm.Bool, default=lambda: orm.Bool(True),
-                   serializer=orm.to_aiida_type,
-                   help="Use the copy of the dataset left on the computer by an earlier calculation.")
+        spec.input(
+            "dataset",
+            valid_type=CrystalDatasetData,
+            help="The training data: structures, targets and units (portable dataset file).",
+        )
+        spec.input(
+            "parameters",
+            valid_type=orm.Dict,
+            required=False,
+            validator=_validate_parameters,
+            serializer=orm.to_aiida_type,
+            help="Sections `model`, `train`, `graph` and the flag `skip_invalid`; see the docs.",
+        )
+        spec.input(
+            "parent_folder",
+            valid_type=orm.RemoteData,
+            required=False,
+            help="Folder of an earlier training on the same computer to resume from (its last.pt).",
+        )
+        spec.input(
+            "model",
+            valid_type=ModelData,
+            required=False,
+            help="A trained model whose weights start this training (fine-tuning).",
+        )
+        spec.input(
+            "reuse_remote_dataset",
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            serializer=orm.to_aiida_type,
+            help="Use the copy of the dataset left on the computer by an earlier calculation.",
+        )
         spec.inputs.validator = _validate_inputs
         spec.inputs["metadata"]["options"]["parser_name"].default = "cgcnn.train"
-        spec.inputs["metadata"]["options"]["resources"].default = {"num_machines": 1,
-                                                                   "num_mpiprocs_per_machine": 1}
+        spec.inputs["metadata"]["options"]["resources"].default = {
+            "num_machines": 1,
+            "num_mpiprocs_per_machine": 1,
+        }
         spec.inputs["metadata"]["options"]["withmpi"].default = False
 
         spec.output("model", valid_type=ModelData, help="The best checkpoint on the validation set.")
         spec.output("metrics", valid_type=orm.Dict, help="Train/val/test metrics and why training stopped.")
         spec.output("learning_curve", valid_type=orm.ArrayData, help="Per-epoch losses, metrics, lr.")
-        spec.output("test_predictions", valid_type=orm.SinglefileData, required=False,
-                    help="CSV of the test split: id, true and predicted values.")
+        spec.output(
+            "test_predictions",
+            valid_type=orm.SinglefileData,
+            required=False,
+            help="CSV of the test split: id, true and predicted values.",
+        )
         spec.default_output_node = "metrics"
 
         spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The command left no {filename}.")
         spec.exit_code(310, "ERROR_INVALID_DATASET", message="Invalid input: {message}")
-        spec.exit_code(311, "ERROR_REMOTE_DATASET_MISSING",
-                       message="The dataset expected in the computer's cache is gone: {message}")
+        spec.exit_code(
+            311,
+            "ERROR_REMOTE_DATASET_MISSING",
+            message="The dataset expected in the computer's cache is gone: {message}",
+        )
         spec.exit_code(320, "ERROR_LOSS_DIVERGED", message="The training loss diverged: {message}")
         spec.exit_code(330, "ERROR_OUT_OF_MEMORY", message="Out of memory: {message}")
         spec.exit_code(350, "ERROR_COMMAND_FAILED", message="The command failed: {message}")
-        spec.exit_code(400, "STOPPED_BEFORE_WALLTIME",
-                       message="Stopped before the walltime with a checkpoint saved; resume from it.")
+        spec.exit_code(
+            400,
+            "STOPPED_BEFORE_WALLTIME",
+            message="Stopped before the walltime with a checkpoint saved; resume from it.",
+        )
 
     def prepare_for_submission(self, folder):
         parameters = self.inputs.parameters.get_dict() if "parameters" in self.inputs else {}
@@ -114,9 +149,19 @@ class TrainCalculation(CalcJob):
         else:
             local_copy_list.append((dataset.uuid, dataset.filename, "dataset.npz"))
             data_path = "dataset.npz"
-        arguments = ["train", data_path, "--output-dir", OUTPUT_DIR, "--config", "config.json",
-                     "--cache-dir", f"{REMOTE_CACHE}/graphs", "--store-dataset", f"{REMOTE_CACHE}/datasets",
-                     "--no-progress"]
+        arguments = [
+            "train",
+            data_path,
+            "--output-dir",
+            OUTPUT_DIR,
+            "--config",
+            "config.json",
+            "--cache-dir",
+            f"{REMOTE_CACHE}/graphs",
+            "--store-dataset",
+            f"{REMOTE_CACHE}/datasets",
+            "--no-progress",
+        ]
         if nproc > 1:
             arguments += ["--nproc-per-node", str(nproc)]
         if "parent_folder" in self.inputs:
@@ -142,8 +187,13 @@ class TrainCalculation(CalcJob):
         calc_info.local_copy_list = local_copy_list
         calc_info.remote_copy_list = remote_copy_list
         calc_info.retrieve_list = [
-            "aiida.out", "aiida.err",
-            f"{OUTPUT_DIR}/best.pt", f"{OUTPUT_DIR}/metrics.json", f"{OUTPUT_DIR}/learning_curve.csv",
-            f"{OUTPUT_DIR}/test_predictions.csv", f"{OUTPUT_DIR}/status.json", f"{OUTPUT_DIR}/skipped.txt",
+            "aiida.out",
+            "aiida.err",
+            f"{OUTPUT_DIR}/best.pt",
+            f"{OUTPUT_DIR}/metrics.json",
+            f"{OUTPUT_DIR}/learning_curve.csv",
+            f"{OUTPUT_DIR}/test_predictions.csv",
+            f"{OUTPUT_DIR}/status.json",
+            f"{OUTPUT_DIR}/skipped.txt",
         ]
         return calc_info

@@ -43,12 +43,18 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(f"{'PK':>6}  {'architecture':12s} {'pooling':10s} {'targets':28s} {'test MAE':>10s}  dataset")
     for row in rows:
-        targets = ", ".join(f"{t} [{u}]" if u else t for t, u in zip(row["targets"], row["units"], strict=True))
+        targets = ", ".join(
+            f"{t} [{u}]" if u else t for t, u in zip(row["targets"], row["units"], strict=True)
+        )
         mae = row["test"].get("mae", row["test"].get("accuracy"))
         mae_text = "-" if mae is None else f"{mae:.4g}"
-        dataset = "-" if row["dataset_pk"] is None else f"{row['dataset_pk']} ({row['dataset_size']} structures)"
-        click.echo(f"{row['pk']:>6}  {row['architecture']:12s} {row['pooling']:10s} {targets:28s} {mae_text:>10s}  "
-                   f"{dataset}")
+        dataset = (
+            "-" if row["dataset_pk"] is None else f"{row['dataset_pk']} ({row['dataset_size']} structures)"
+        )
+        click.echo(
+            f"{row['pk']:>6}  {row['architecture']:12s} {row['pooling']:10s} {targets:28s} {mae_text:>10s}  "
+            f"{dataset}"
+        )
 
 
 @model_group.command("predictions")
@@ -73,8 +79,10 @@ def predictions_command(ctx: click.Context, structure: str, as_json: bool) -> No
         click.echo(f"no predictions recorded for StructureData<{node.pk}>")
     for r in records:
         values = ", ".join(f"{k} = {v:.6g} {r.units.get(k, '')}".rstrip() for k, v in r.values.items())
-        click.echo(f"{r.date[:19]}  {values}  model {r.model_pk}  trained on {r.training_dataset_uuid or '-'}  "
-                   f"({r.process_type.split('.')[-1]} {r.process_uuid[:8]})")
+        click.echo(
+            f"{r.date[:19]}  {values}  model {r.model_pk}  trained on {r.training_dataset_uuid or '-'}  "
+            f"({r.process_type.split('.')[-1]} {r.process_uuid[:8]})"
+        )
 
 
 @model_group.command("export")

@@ -44,17 +44,19 @@ class CrystalDatasetData(orm.SinglefileData):
         content = self.get_content(mode="rb")
         dataset = CrystalDataset.load(io.BytesIO(content))  # validates the format
         header = dataset.header()
-        self.base.attributes.set_many({
-            "size": header["size"],
-            "target_names": header["target_names"],
-            "units": header["units"],
-            "task": header["task"],
-            "classes": header["classes"],
-            "elements": header["elements"],
-            "feature_names": header["feature_names"],
-            "structure_sha256": header["structure_sha256"],
-            "sha256": hashlib.sha256(content).hexdigest(),
-        })
+        self.base.attributes.set_many(
+            {
+                "size": header["size"],
+                "target_names": header["target_names"],
+                "units": header["units"],
+                "task": header["task"],
+                "classes": header["classes"],
+                "elements": header["elements"],
+                "feature_names": header["feature_names"],
+                "structure_sha256": header["structure_sha256"],
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
+        )
 
     @property
     def sha256(self) -> str:

@@ -50,21 +50,23 @@ class ModelData(orm.SinglefileData):
         checkpoint = self._load(content)
         config = checkpoint["model_config"]
         targets = checkpoint["targets"]
-        self.base.attributes.set_many({
-            "architecture": config.get("architecture", "cgcnn"),
-            "pooling": config.get("pooling", "mean"),
-            "model_config": _plain(config),
-            "targets": list(targets["names"]),
-            "units": list(targets["units"]),
-            "task": targets["task"],
-            "classes": list(targets.get("classes", [])),
-            "descriptors": list(checkpoint.get("feature_names", [])),
-            "graph_settings": _plain(checkpoint["graph_settings"]),
-            "metrics": _plain(checkpoint.get("metrics", {})),
-            "dataset_sha256": checkpoint.get("dataset", {}).get("sha256"),
-            "package_version": checkpoint.get("package_version"),
-            "sha256": hashlib.sha256(content).hexdigest(),
-        })
+        self.base.attributes.set_many(
+            {
+                "architecture": config.get("architecture", "cgcnn"),
+                "pooling": config.get("pooling", "mean"),
+                "model_config": _plain(config),
+                "targets": list(targets["names"]),
+                "units": list(targets["units"]),
+                "task": targets["task"],
+                "classes": list(targets.get("classes", [])),
+                "descriptors": list(checkpoint.get("feature_names", [])),
+                "graph_settings": _plain(checkpoint["graph_settings"]),
+                "metrics": _plain(checkpoint.get("metrics", {})),
+                "dataset_sha256": checkpoint.get("dataset", {}).get("sha256"),
+                "package_version": checkpoint.get("package_version"),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
+        )
 
     @staticmethod
     def _load(content: bytes) -> dict:
@@ -80,7 +82,9 @@ class ModelData(orm.SinglefileData):
         """The stored node of an identical checkpoint file, or a new (stored) one."""
         digest = hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
         existing = (
-            orm.QueryBuilder().append(cls, filters={"attributes.sha256": digest}, project="*").first(flat=True)
+            orm.QueryBuilder()
+            .append(cls, filters={"attributes.sha256": digest}, project="*")
+            .first(flat=True)
         )
         if existing is not None:
             return existing
@@ -121,7 +125,7 @@ class ModelData(orm.SinglefileData):
         return CGCNNCalculator(self, **kwargs)
 
     def get_training_dataset(self):
-        """The ``CrystalDatasetData`` this model was trained on, if the training is in the provenance graph."""
+        """The ``CrystalDatasetData`` this model was trained on, if its training is in the graph."""
         from .dataset import CrystalDatasetData
 
         creator = self.creator

@@ -62,8 +62,15 @@ class Batch:
             return None if t is None else t.to(device, non_blocking=non_blocking)
 
         return Batch(
-            move(self.numbers), move(self.src), move(self.dst), move(self.distances), move(self.vectors),
-            move(self.crystal_index), move(self.num_atoms), self.indices, move(self.targets),
+            move(self.numbers),
+            move(self.src),
+            move(self.dst),
+            move(self.distances),
+            move(self.vectors),
+            move(self.crystal_index),
+            move(self.num_atoms),
+            self.indices,
+            move(self.targets),
             move(self.features),
         )
 
@@ -161,7 +168,9 @@ class GraphStore:
             num_atoms=torch.from_numpy(atom_counts.astype(np.int64)),
             indices=indices,
             targets=None if targets is None else torch.from_numpy(np.asarray(targets[indices], np.float32)),
-            features=None if features is None else torch.from_numpy(np.asarray(features[indices], np.float32)),
+            features=None
+            if features is None
+            else torch.from_numpy(np.asarray(features[indices], np.float32)),
         )
 
     def iter_batches(

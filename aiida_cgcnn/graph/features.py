@@ -11,7 +11,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
@@ -27,7 +27,6 @@ __all__ = [
     "atom_feature_table",
     "element_properties",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def _valence_electrons(symbol: str, block: str, electronic_structure: str) -> in
     return int(min(max(count, 1), 12))
 
 
-@lru_cache(maxsize=None)
+@cache
 def element_properties(atomic_number: int) -> dict[str, float]:
     """The raw Table II properties of one element (NaN where pymatgen has no value)."""
     from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
@@ -102,9 +101,7 @@ def element_properties(atomic_number: int) -> dict[str, float]:
         "period": float(period),
         "electronegativity": electronegativity,
         "covalent_radius": 100.0 * CovalentRadius.radius.get(element.symbol, math.nan),
-        "valence_electrons": float(
-            _valence_electrons(element.symbol, block, element.electronic_structure)
-        ),
+        "valence_electrons": float(_valence_electrons(element.symbol, block, element.electronic_structure)),
         "first_ionization_energy": float(ionization[0]) if ionization and ionization[0] else math.nan,
         "electron_affinity": math.nan if affinity is None else float(affinity),
         "block": float(_BLOCKS[block]),
@@ -124,7 +121,7 @@ def _one_hot(prop: AtomProperty, value: float) -> np.ndarray:
             return vector
         value = math.log(value)
     width = (prop.high - prop.low) / prop.n_categories
-    index = int(math.floor((value - prop.low) / width))
+    index = math.floor((value - prop.low) / width)
     vector[min(max(index, 0), prop.n_categories - 1)] = 1.0  # out-of-range values go to the end bins
     return vector
 
@@ -169,7 +166,7 @@ class GaussianExpansion(torch.nn.Module):
 
     def __init__(self, dmin: float = 0.0, dmax: float = 8.0, step: float = 0.2, width: float | None = None):
         super().__init__()
-        n = int(round((dmax - dmin) / step)) + 1
+        n = round((dmax - dmin) / step) + 1
         self.register_buffer("centers", torch.linspace(dmin, dmax, n), persistent=False)
         self.width = float(step if width is None else width)
 

@@ -41,8 +41,13 @@ class GatedConv(nn.Module):
 class SimpleConv(nn.Module):
     """Eq. 4: v_i <- g[(sum_j v_j + u_ij) W_c + v_i W_s + b], one weight matrix shared by all neighbours."""
 
-    def __init__(self, atom_fea_len: int, edge_fea_len: int, out_len: int | None = None,
-                 activation: nn.Module | None = None):
+    def __init__(
+        self,
+        atom_fea_len: int,
+        edge_fea_len: int,
+        out_len: int | None = None,
+        activation: nn.Module | None = None,
+    ):
         super().__init__()
         out_len = atom_fea_len if out_len is None else out_len
         self.W_c = nn.Linear(atom_fea_len + edge_fea_len, out_len, bias=False)
@@ -98,8 +103,17 @@ class CGCNN(nn.Module):
         if layer is None:
             raise ValueError(f"conv must be 'gated' or 'simple', not {conv!r}")
         self.convs = nn.ModuleList(layer(atom_fea_len, self.expansion.out_features) for _ in range(n_conv))
-        self.head = Head(atom_fea_len, out_features, pooling, h_fea_len, n_h, extra_features,
-                         classification, dropout, input_activation=True)
+        self.head = Head(
+            atom_fea_len,
+            out_features,
+            pooling,
+            h_fea_len,
+            n_h,
+            extra_features,
+            classification,
+            dropout,
+            input_activation=True,
+        )
 
     def atom_vectors(self, batch: Batch) -> torch.Tensor:
         v = self.embedding(self.atom_table[batch.numbers])

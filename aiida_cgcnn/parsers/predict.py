@@ -31,7 +31,9 @@ class PredictParser(Parser):
             return exit_codes.ERROR_MISSING_OUTPUT.format(filename="status.json")
         self.node.base.extras.set("cgcnn_dataset_cached", True)
         if status["status"] in _STATUS_TO_EXIT and status["status"] != "diverged":
-            return getattr(exit_codes, _STATUS_TO_EXIT[status["status"]]).format(message=status.get("message", ""))
+            return getattr(exit_codes, _STATUS_TO_EXIT[status["status"]]).format(
+                message=status.get("message", "")
+            )
         try:
             text = retrieved.get_object_content("predictions.csv")
         except (FileNotFoundError, OSError):
@@ -46,12 +48,18 @@ class PredictParser(Parser):
             columns = [k for k, name in enumerate(header) if name.endswith("_pred")]
         predictions = orm.ArrayData()
         predictions.set_array("ids", np.array([r[0] for r in body], dtype=str))
-        predictions.set_array("values", np.array([[float(r[k]) for k in columns] for r in body]).reshape(
-            len(body), len(columns)))
-        predictions.base.attributes.set_many({
-            "target_names": model.targets, "units": model.units, "task": task,
-            "classes": model.base.attributes.get("classes", []),
-        })
+        predictions.set_array(
+            "values",
+            np.array([[float(r[k]) for k in columns] for r in body]).reshape(len(body), len(columns)),
+        )
+        predictions.base.attributes.set_many(
+            {
+                "target_names": model.targets,
+                "units": model.units,
+                "task": task,
+                "classes": model.base.attributes.get("classes", []),
+            }
+        )
         self.out("predictions", predictions)
         self.out("skipped", orm.Dict({s["id"]: s["reason"] for s in status.get("skipped", [])}))
         try:

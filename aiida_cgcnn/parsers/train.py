@@ -63,7 +63,9 @@ class TrainParser(Parser):
         if state in _STATUS_TO_EXIT:
             return getattr(exit_codes, _STATUS_TO_EXIT[state]).format(message=status.get("message", ""))
 
-        files = {name: name for name in ("best.pt", "metrics.json", "learning_curve.csv", "test_predictions.csv")}
+        files = {
+            name: name for name in ("best.pt", "metrics.json", "learning_curve.csv", "test_predictions.csv")
+        }
         listing = set(retrieved.base.repository.list_object_names())
         for required in ("best.pt", "metrics.json", "learning_curve.csv"):
             if files[required] not in listing:
@@ -74,10 +76,14 @@ class TrainParser(Parser):
             model = ModelData(path)
         self.out("model", model)
         self.out("metrics", orm.Dict(json.loads(retrieved.get_object_content(files["metrics.json"]))))
-        self.out("learning_curve", learning_curve_array(retrieved.get_object_content(files["learning_curve.csv"])))
+        self.out(
+            "learning_curve", learning_curve_array(retrieved.get_object_content(files["learning_curve.csv"]))
+        )
         if files["test_predictions.csv"] in listing:
             content = retrieved.get_object_content(files["test_predictions.csv"], mode="rb")
-            self.out("test_predictions", orm.SinglefileData(io.BytesIO(content), filename="test_predictions.csv"))
+            self.out(
+                "test_predictions", orm.SinglefileData(io.BytesIO(content), filename="test_predictions.csv")
+            )
         if state == "time_budget":
             return exit_codes.STOPPED_BEFORE_WALLTIME
         return None

@@ -306,7 +306,7 @@ class CrystalDataset:
     # --- access -------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return int(len(self.ids))
+        return len(self.ids)
 
     def crystal(self, index: int) -> Crystal:
         start, stop = self.atom_ptr[index], self.atom_ptr[index + 1]
@@ -323,7 +323,9 @@ class CrystalDataset:
     def subset(self, indices: Sequence[int] | np.ndarray) -> CrystalDataset:
         indices = np.asarray(indices, dtype=np.int64)
         counts = self.num_atoms[indices].astype(np.int64)
-        atoms = np.repeat(self.atom_ptr[indices] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        atoms = np.repeat(self.atom_ptr[indices] - np.cumsum(counts) + counts, counts) + np.arange(
+            counts.sum()
+        )
         return CrystalDataset(
             ids=self.ids[indices],
             num_atoms=self.num_atoms[indices],
@@ -348,8 +350,12 @@ class CrystalDataset:
     def structure_hash(self) -> str:
         """sha256 of the structures (not the targets): the key under which graphs are cached."""
         digest = hashlib.sha256()
-        for array in (self.num_atoms.astype(np.int64), self.numbers.astype(np.int64), self.lattices,
-                      self.frac_coords):
+        for array in (
+            self.num_atoms.astype(np.int64),
+            self.numbers.astype(np.int64),
+            self.lattices,
+            self.frac_coords,
+        ):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
@@ -362,7 +368,10 @@ class CrystalDataset:
 
 
 def load_dataset(
-    source: str | os.PathLike, skip_invalid: bool = False, require_targets: bool = True, task: str = "regression"
+    source: str | os.PathLike,
+    skip_invalid: bool = False,
+    require_targets: bool = True,
+    task: str = "regression",
 ) -> tuple[CrystalDataset, list[Skipped]]:
     """Load a dataset file, a CGCNN-style directory, or a single structure file."""
     source = Path(source)

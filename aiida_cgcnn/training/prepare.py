@@ -32,7 +32,10 @@ def prepare_graphs(
     """Build (or load cached) graphs; structures whose graph fails are an error or, with
     ``skip_invalid``, left out and reported."""
     store, failures = build_graph_store(
-        list(dataset.crystals()), settings, workers=workers, cache_dir=cache_dir,
+        list(dataset.crystals()),
+        settings,
+        workers=workers,
+        cache_dir=cache_dir,
         structure_hash=dataset.structure_hash(),
     )
     skipped = [Skipped(str(dataset.ids[position]), message) for position, message in failures]

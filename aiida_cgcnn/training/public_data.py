@@ -128,7 +128,12 @@ def read_castelli_perovskites(
         ids.append(f"perovskite-{row['material_id']}")
         values.append(float(row[target]))
     return _Dataset.from_structures(
-        structures, np.array(values), ids=ids, target_names=[target], units=[unit], skip_invalid=True,
+        structures,
+        np.array(values),
+        ids=ids,
+        target_names=[target],
+        units=[unit],
+        skip_invalid=True,
         metadata={"source": str(path)},
     )
 
@@ -165,7 +170,10 @@ def read_phonondb_thermal(
             except InvalidStructureError as error:
                 skipped.append(Skipped(sid, str(error)))
     dataset = CrystalDataset.from_crystals(
-        crystals, np.array(values), ["U", "Cv"], ["kJ/mol", "J/(K mol)"],
+        crystals,
+        np.array(values),
+        ["U", "Cv"],
+        ["kJ/mol", "J/(K mol)"],
         metadata={"source": str(path), "temperature_K": 300.0, "per": "mole of primitive cells"},
     )
     return dataset, skipped

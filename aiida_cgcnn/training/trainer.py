@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, DatasetError
-from ..graph.batch import GraphStore
 from ..graph.crystal_graph import GraphSettings
 from ..graph.features import atom_feature_table
 from ..models.registry import build_model, model_defaults
@@ -107,8 +106,10 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.optimizer in ("adam", "adamw", "sgd"), "optimizer must be adam, adamw or sgd"),
-            (self.scheduler in ("none", "cosine", "onecycle", "step"),
-             "scheduler must be none, cosine, onecycle or step"),
+            (
+                self.scheduler in ("none", "cosine", "onecycle", "step"),
+                "scheduler must be none, cosine, onecycle or step",
+            ),
             (self.loss in ("mse", "l1", "huber"), "loss must be mse, l1 or huber"),
             (self.lr > 0, "lr must be positive"),
             (min(self.train_ratio, self.val_ratio, self.test_ratio) >= 0, "split ratios must be >= 0"),
@@ -135,9 +136,9 @@ def split_indices(n: int, train: float, val: float, test: float, seed: int) -> d
     """Random train/val/test split; val and test get round(ratio * n) structures, train the rest when the
     ratios sum to one (else round(train * n)), at least 1."""
     permutation = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(val * n))
-    n_test = int(round(test * n))
-    n_train = min(int(round(train * n)), n - n_val - n_test)
+    n_val = round(val * n)
+    n_test = round(test * n)
+    n_train = min(round(train * n), n - n_val - n_test)
     if abs(train + val + test - 1.0) < 1e-9:
         n_train = n - n_val - n_test  # ratios summing to one use every structure: rounding goes to training
     if n_train < 1:
@@ -218,20 +219,29 @@ class Trainer:
         self.resume_state = load_checkpoint(resume) if resume else None
         if self.resume_state is not None:
             # a resumed run takes every setting from its checkpoint but the time budget, which is per run
-            given = asdict(train_config) if isinstance(train_config, TrainConfig) else dict(train_config or {})
+            given = (
+                asdict(train_config) if isinstance(train_config, TrainConfig) else dict(train_config or {})
+            )
             saved = dict(self.resume_state["train_config"])
-            ignored = sorted(k for k, v in given.items()
-                             if k not in ("time_budget", "time_margin") and k in saved and saved[k] != v)
+            ignored = sorted(
+                k
+                for k, v in given.items()
+                if k not in ("time_budget", "time_margin") and k in saved and saved[k] != v
+            )
             if ignored:
-                warnings.warn(f"resuming: {ignored} are taken from the checkpoint, not from the new settings",
-                              stacklevel=2)
+                warnings.warn(
+                    f"resuming: {ignored} are taken from the checkpoint, not from the new settings",
+                    stacklevel=2,
+                )
             saved.update({k: given[k] for k in ("time_budget", "time_margin") if k in given})
             model_config = dict(self.resume_state["model_config"])
             train_config = TrainConfig.from_dict(saved)
             graph_settings = GraphSettings.from_dict(self.resume_state["graph_settings"])
             atom_properties = list(self.resume_state["atom_properties"])
             if self.resume_state.get("dataset", {}).get("sha256") != dataset.sha256():
-                raise DatasetError("cannot resume: the dataset differs from the one the checkpoint was trained on")
+                raise DatasetError(
+                    "cannot resume: the dataset differs from the one the checkpoint was trained on"
+                )
         if isinstance(train_config, dict):
             train_config = TrainConfig.from_dict(train_config)
         self.config = train_config or TrainConfig()
@@ -305,7 +315,7 @@ class Trainer:
                 model.load_state_dict(state["state_dict"])
             except RuntimeError as error:
                 raise CheckpointError(
-                    f"cannot fine-tune from {str(self.init_from)!r}: its model differs from the one configured "
+                    f"cannot fine-tune from {str(self.init_from)!r}: its model is not the configured one "
                     f"({str(error).splitlines()[0]}); use the checkpoint's model settings "
                     f"{dict(state['model_config'])}"
                 ) from None
@@ -314,7 +324,9 @@ class Trainer:
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         c = self.config
         if c.optimizer == "sgd":
-            return torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+            return torch.optim.SGD(
+                model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+            )
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
         return cls(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
@@ -476,15 +488,26 @@ class Trainer:
             history.append(record)
             if self.rank == 0:
                 payload = self._payload(model, split, history, epoch, best_score, best_epoch)
-                save_checkpoint(last_path, {**payload, "optimizer_state": optimizer.state_dict(),
-                                            "scheduler_state": scheduler.state_dict() if scheduler else {}})
+                save_checkpoint(
+                    last_path,
+                    {
+                        **payload,
+                        "optimizer_state": optimizer.state_dict(),
+                        "scheduler_state": scheduler.state_dict() if scheduler else {},
+                    },
+                )
                 if improved:
                     save_checkpoint(best_path, payload)
                 self._write_learning_curve(history)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("train_loss", "val_mae",
-                                                                                   "val_accuracy")})
+                bar.set_postfix(
+                    {
+                        k: f"{v:.4g}"
+                        for k, v in record.items()
+                        if k in ("train_loss", "val_mae", "val_accuracy")
+                    }
+                )
             if c.patience is not None and epoch - best_epoch >= c.patience:
                 stopped = "early_stopping"
                 break
@@ -493,8 +516,9 @@ class Trainer:
         metrics = self._finish(split, best_path, history, epoch, best_epoch, stopped, start_time)
         if self.world > 1:
             torch.distributed.barrier()
-        return TrainResult(self.output_dir, best_path, last_path, metrics, stopped, self.prepared.skipped,
-                           len(history))
+        return TrainResult(
+            self.output_dir, best_path, last_path, metrics, stopped, self.prepared.skipped, len(history)
+        )
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -505,15 +529,18 @@ class Trainer:
             "graph_settings": self.graph_settings.to_dict(),
             "atom_properties": list(self.atom_properties or []),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "targets": {"names": list(data.target_names), "units": list(data.units), "task": data.task,
-                        "classes": list(data.classes)},
+            "targets": {
+                "names": list(data.target_names),
+                "units": list(data.units),
+                "task": data.task,
+                "classes": list(data.classes),
+            },
             "feature_names": list(data.feature_names),
             # the descriptors among the features and their settings, so a Predictor computes them
             "descriptors": dict(data.metadata.get("descriptors") or {}),
             "train_config": asdict(self.config),
             "split": {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in split.items()},
-            "dataset": {"sha256": self.dataset_sha256, "size": self.dataset_size,
-                        "valid_size": len(data)},
+            "dataset": {"sha256": self.dataset_sha256, "size": self.dataset_size, "valid_size": len(data)},
             "history": history,
             "epoch": epoch,
             "best_score": best_score,
@@ -566,8 +593,14 @@ class Trainer:
             # the best checkpoint carries the final metrics too
             state = load_checkpoint(best_path)
             state["metrics"] = metrics
-            save_checkpoint(best_path, {k: v for k, v in state.items()
-                                        if k not in ("format", "format_version", "package_version", "created")})
+            save_checkpoint(
+                best_path,
+                {
+                    k: v
+                    for k, v in state.items()
+                    if k not in ("format", "format_version", "package_version", "created")
+                },
+            )
         (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         return metrics
 

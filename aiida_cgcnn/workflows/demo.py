@@ -27,13 +27,21 @@ def get_or_create_code(computer_label: str = "localhost") -> orm.InstalledCode:
             return code
     if computer.get_default_mpiprocs_per_machine() is None:
         computer.set_default_mpiprocs_per_machine(1)
-    return orm.InstalledCode(label=label, computer=computer, filepath_executable=executable,
-                             default_calc_job_plugin="cgcnn.train",
-                             description="aiida-cgcnn command line (train, predict)").store()
+    return orm.InstalledCode(
+        label=label,
+        computer=computer,
+        filepath_executable=executable,
+        default_calc_job_plugin="cgcnn.train",
+        description="aiida-cgcnn command line (train, predict)",
+    ).store()
 
 
-def run_aiida_demo(n_structures: int = 200, epochs: int = 30, echo: Callable[[str], None] = print,
-                   computer_label: str = "localhost") -> dict:
+def run_aiida_demo(
+    n_structures: int = 200,
+    epochs: int = 30,
+    echo: Callable[[str], None] = print,
+    computer_label: str = "localhost",
+) -> dict:
     """Train and predict through AiiDA on the loaded profile; returns the node pks it made."""
     from ..calculations.functions import dataset_from_structures, predict_structures
     from ..calculations.predict import PredictCalculation
@@ -63,7 +71,10 @@ def run_aiida_demo(n_structures: int = 200, epochs: int = 30, echo: Callable[[st
     test = results["metrics"]["test"]
     echo(f"   ModelData<{model.pk}>: test MAE {test['mae']:.4f} eV/atom, MAE/MAD {test['mae_over_mad']:.3f}")
 
-    echo("3. Predicting unseen alloys with the cgcnn.predict CalcJob and the predict_structures calcfunction ...")
+    echo(
+        "3. Predicting unseen alloys with the cgcnn.predict CalcJob and the predict_structures "
+        "calcfunction ..."
+    )
     new_atoms, new_energies = emt_alloys(5, seed=12345)
     new_structures = [orm.StructureData(ase=a).store() for a in new_atoms]
     new_dataset = dataset_from_structures(new_structures, new_energies, ["emt_energy"], ["eV/atom"])
@@ -81,11 +92,16 @@ def run_aiida_demo(n_structures: int = 200, epochs: int = 30, echo: Callable[[st
     for structure, true in zip(new_structures, new_energies, strict=True):
         for record in find_predictions(structure):
             kind = "calcfunction" if "functions" in record.process_type else "CalcJob"
-            echo(f"   StructureData<{structure.pk}> {structure.get_formula():>8s}  EMT {true:7.4f}  predicted "
-                 f"{record.values['emt_energy']:7.4f} {record.units['emt_energy']}  by ModelData<{record.model_pk}> "
-                 f"({kind}), trained on {record.training_dataset_uuid[:8]}")
+            echo(
+                f"   StructureData<{structure.pk}> {structure.get_formula():>8s}  EMT {true:7.4f}  predicted "
+                f"{record.values['emt_energy']:7.4f} {record.units['emt_energy']}  "
+                f"by ModelData<{record.model_pk}> "
+                f"({kind}), trained on {record.training_dataset_uuid[:8]}"
+            )
     values = outputs["predictions"].get_array("values")[:, 0]
     echo(f"   MAE on the unseen alloys: {np.mean(np.abs(values - new_energies)):.4f} eV/atom")
-    echo("   Same query from the shell: verdi data cgcnn.model predictions <structure pk>; "
-         "verdi data cgcnn.model list")
+    echo(
+        "   Same query from the shell: verdi data cgcnn.model predictions <structure pk>; "
+        "verdi data cgcnn.model list"
+    )
     return {"dataset": dataset.pk, "model": model.pk, "train": workchain.pk, "predict": calc.pk}

@@ -27,7 +27,9 @@ class TrainWorkChain(BaseRestartWorkChain):
             while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
             cls.results,
         )
-        spec.exit_code(410, "ERROR_UNRECOVERABLE_FAILURE", message="The training failed in a way no handler fixes.")
+        spec.exit_code(
+            410, "ERROR_UNRECOVERABLE_FAILURE", message="The training failed in a way no handler fixes."
+        )
 
     def setup(self):
         super().setup()
@@ -44,7 +46,9 @@ class TrainWorkChain(BaseRestartWorkChain):
         """Resume from the checkpoint the stopped calculation left in its remote folder."""
         self.ctx.inputs.parent_folder = node.outputs.remote_folder
         self.ctx.inputs.pop("model", None)  # resuming continues the run; fine-tuning weights are in it
-        self.report(f"{node.process_label}<{node.pk}> stopped before the walltime: resuming from its checkpoint")
+        self.report(
+            f"{node.process_label}<{node.pk}> stopped before the walltime: resuming from its checkpoint"
+        )
         return ProcessHandlerReport(do_break=True)
 
     @process_handler(priority=500, exit_codes=TrainCalculation.exit_codes.ERROR_OUT_OF_MEMORY)
@@ -56,8 +60,10 @@ class TrainWorkChain(BaseRestartWorkChain):
             return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
         self._set_train("batch_size", max(batch_size // 2, 1))
         self.ctx.inputs.pop("parent_folder", None)
-        self.report(f"{node.process_label}<{node.pk}> ran out of memory: batch size {batch_size} -> "
-                    f"{max(batch_size // 2, 1)}")
+        self.report(
+            f"{node.process_label}<{node.pk}> ran out of memory: batch size {batch_size} -> "
+            f"{max(batch_size // 2, 1)}"
+        )
         return ProcessHandlerReport(do_break=True)
 
     @process_handler(priority=400, exit_codes=TrainCalculation.exit_codes.ERROR_LOSS_DIVERGED)

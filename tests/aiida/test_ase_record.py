@@ -11,10 +11,16 @@ from aiida_cgcnn.training.trainer import Trainer
 
 def test_recorded_predictions_are_found_by_the_provenance_query(aiida_profile, alloy_data, tmp_path):
     structures, energies = alloy_data
-    dataset, _ = CrystalDataset.from_structures(structures, energies, target_names=["emt_energy"],
-                                                units=["eV/atom"])
-    result = Trainer(dataset, tmp_path, model_config={"atom_fea_len": 16, "n_conv": 2, "pooling": "site"},
-                     train_config={"epochs": 2, "batch_size": 8}, progress=False).fit()
+    dataset, _ = CrystalDataset.from_structures(
+        structures, energies, target_names=["emt_energy"], units=["eV/atom"]
+    )
+    result = Trainer(
+        dataset,
+        tmp_path,
+        model_config={"atom_fea_len": 16, "n_conv": 2, "pooling": "site"},
+        train_config={"epochs": 2, "batch_size": 8},
+        progress=False,
+    ).fit()
     model = ModelData.get_or_create(result.best_checkpoint)
     plain = model.calculator()
     calc = model.calculator(record=True)

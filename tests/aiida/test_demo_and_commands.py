@@ -30,7 +30,9 @@ def test_aiida_demo_and_provenance_commands(aiida_profile, aiida_localhost, tmp_
     assert len(records) == 2  # the CalcJob's and the calcfunction's
     assert {r["model_pk"] for r in records} == {model.pk}
 
-    result = runner.invoke(model_group, ["export", str(model.pk), str(tmp_path / "m.pt")], catch_exceptions=False)
+    result = runner.invoke(
+        model_group, ["export", str(model.pk), str(tmp_path / "m.pt")], catch_exceptions=False
+    )
     assert (tmp_path / "m.pt").read_bytes() == model.get_content(mode="rb")
     result = runner.invoke(model_group, ["predictions", str(model.pk)])
     assert result.exit_code != 0 and "not a StructureData" in result.output

@@ -21,23 +21,34 @@ def _run(code, dataset, parameters, walltime=1800):
 
 def test_invalid_dataset_names_the_structures(cgcnn_code, alloy_data, small_model):
     structures, energies = alloy_data
-    good = [CrystalDataset.from_structures([s], [e])[0].crystal(0) for s, e in zip(structures[:12], energies[:12])]
+    good = [
+        CrystalDataset.from_structures([s], [e])[0].crystal(0)
+        for s, e in zip(structures[:12], energies[:12], strict=True)
+    ]
     good = [Crystal(f"alloy-{k}", c.lattice, c.frac_coords, c.numbers) for k, c in enumerate(good)]
     lonely = Crystal("isolated-Cu", np.eye(3) * 25.0, np.zeros((1, 3)), np.array([29]))
-    dataset = CrystalDataset.from_crystals([*good, lonely], np.append(energies[:12], 0.0)[:, None], ["e"], ["eV"])
+    dataset = CrystalDataset.from_crystals(
+        [*good, lonely], np.append(energies[:12], 0.0)[:, None], ["e"], ["eV"]
+    )
     _, node = _run(cgcnn_code, CrystalDatasetData.from_dataset(dataset), {"model": small_model})
     assert node.exit_status == TrainCalculation.exit_codes.ERROR_INVALID_DATASET.status
     assert "isolated-Cu" in node.exit_message and "max_radius" in node.exit_message
     # with skip_invalid the rest trains
-    _, node = _run(cgcnn_code, CrystalDatasetData.from_dataset(dataset),
-                   {"model": small_model, "train": {"epochs": 1}, "skip_invalid": True})
+    _, node = _run(
+        cgcnn_code,
+        CrystalDatasetData.from_dataset(dataset),
+        {"model": small_model, "train": {"epochs": 1}, "skip_invalid": True},
+    )
     assert node.is_finished_ok
     assert "isolated-Cu" in node.outputs.retrieved.get_object_content("skipped.txt")
     assert node.outputs.metrics["num_skipped"] == 1
 
 
 def test_diverged_loss(cgcnn_code, dataset_node, small_model):
-    parameters = {"model": small_model, "train": {"epochs": 3, "batch_size": 8, "optimizer": "sgd", "lr": 1e4}}
+    parameters = {
+        "model": small_model,
+        "train": {"epochs": 3, "batch_size": 8, "optimizer": "sgd", "lr": 1e4},
+    }
     _, node = _run(cgcnn_code, dataset_node, parameters)
     assert node.exit_status == TrainCalculation.exit_codes.ERROR_LOSS_DIVERGED.status
     assert "nan" in node.exit_message or "inf" in node.exit_message
@@ -45,8 +56,11 @@ def test_diverged_loss(cgcnn_code, dataset_node, small_model):
 
 def test_out_of_memory(aiida_code_installed, aiida_localhost, dataset_node, cgcnn_executable):
     # a real allocation failure: a 3 GB address-space limit and a model that needs 14 GB
-    code = aiida_code_installed(label="aiida-cgcnn-3GB", filepath_executable=cgcnn_executable,
-                                prepend_text="ulimit -v 3000000; export OMP_NUM_THREADS=1")
+    code = aiida_code_installed(
+        label="aiida-cgcnn-3GB",
+        filepath_executable=cgcnn_executable,
+        prepend_text="ulimit -v 3000000; export OMP_NUM_THREADS=1",
+    )
     parameters = {"model": {"atom_fea_len": 30000, "n_conv": 1, "h_fea_len": 32}, "train": {"epochs": 1}}
     _, node = _run(code, dataset_node, parameters)
     assert node.exit_status == TrainCalculation.exit_codes.ERROR_OUT_OF_MEMORY.status
@@ -54,8 +68,10 @@ def test_out_of_memory(aiida_code_installed, aiida_localhost, dataset_node, cgcn
 
 
 def test_stopped_before_walltime_keeps_a_model(cgcnn_code, dataset_node, small_model):
-    parameters = {"model": small_model, "train": {"epochs": 200, "batch_size": 8, "time_budget": 2.0,
-                                                  "time_margin": 0.0}}
+    parameters = {
+        "model": small_model,
+        "train": {"epochs": 200, "batch_size": 8, "time_budget": 2.0, "time_margin": 0.0},
+    }
     results, node = _run(cgcnn_code, dataset_node, parameters)
     assert node.exit_status == TrainCalculation.exit_codes.STOPPED_BEFORE_WALLTIME.status
     assert 1 <= results["metrics"]["epochs_run"] < 200
@@ -78,7 +94,7 @@ def test_walltime_becomes_the_time_budget(cgcnn_code, dataset_node, small_model)
 
 
 def test_remote_dataset_gone(cgcnn_code, dataset_node, small_parameters):
-    """A dataset cached on the computer and then deleted gives its own exit code, and reuse can be switched off."""
+    """A dataset cached on the computer, then deleted, gives its own exit code; reuse can be switched off."""
     import shutil
     from pathlib import Path
 

@@ -18,8 +18,9 @@ def trained(cgcnn_code, dataset_node, small_model):
     builder = TrainCalculation.get_builder()
     builder.code = cgcnn_code
     builder.dataset = dataset_node
-    builder.parameters = orm.Dict({"model": {**small_model, "pooling": "site"},
-                                   "train": {"epochs": 3, "batch_size": 8}})
+    builder.parameters = orm.Dict(
+        {"model": {**small_model, "pooling": "site"}, "train": {"epochs": 3, "batch_size": 8}}
+    )
     results, node = run_get_node(builder)
     assert node.is_finished_ok
     return results["model"]
@@ -59,7 +60,9 @@ def test_predict_calcjob_calcfunction_and_provenance_query(cgcnn_code, trained, 
     records = find_predictions(structures[0])
     assert len(records) == 2
     assert sorted(r.process_type for r in records) == [
-        "aiida.calculations:cgcnn.predict", "aiida_cgcnn.calculations.functions.predict.predict_structures"]
+        "aiida.calculations:cgcnn.predict",
+        "aiida_cgcnn.calculations.functions.predict.predict_structures",
+    ]
     for record in records:
         assert record.values["emt_energy"] == pytest.approx(values[0, 0], rel=1e-5)
         assert record.units == {"emt_energy": "eV/atom"}
@@ -79,7 +82,7 @@ def test_same_model_same_structures_come_from_the_cache(cgcnn_code, trained, dat
     assert second.base.caching.is_created_from_cache
     assert second.base.caching.get_cache_source() == first.uuid
     with enable_caching(identifier="aiida_cgcnn.calculations.functions.predict.predict_structures"):
-        _, one = run_get_node(predict_structures, model=trained, s=structures[3])
+        _, _one = run_get_node(predict_structures, model=trained, s=structures[3])
         _, two = run_get_node(predict_structures, model=trained, s=structures[3])
     assert two.base.caching.is_created_from_cache
 
@@ -89,7 +92,7 @@ def test_model_data_is_validated_and_never_stored_twice(trained, tmp_path):
     assert ModelData.get_or_create(path).uuid == trained.uuid
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="garbage.pt|not a loadable"):
+    with pytest.raises(ValueError, match=r"garbage\.pt|not a loadable"):
         ModelData(garbage)
     attributes = trained.base.attributes.all
     assert attributes["architecture"] == "cgcnn" and attributes["pooling"] == "site"

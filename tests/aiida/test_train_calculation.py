@@ -60,7 +60,9 @@ def test_invalid_parameters_are_refused_naming_the_key(cgcnn_code, dataset_node)
 
 def test_fine_tuning_from_a_model(cgcnn_code, dataset_node, small_parameters):
     results, _ = run_get_node(_builder(cgcnn_code, dataset_node, small_parameters))
-    builder = _builder(cgcnn_code, dataset_node, {**small_parameters, "train": {"epochs": 1, "batch_size": 8}})
+    builder = _builder(
+        cgcnn_code, dataset_node, {**small_parameters, "train": {"epochs": 1, "batch_size": 8}}
+    )
     builder.model = results["model"]
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message

@@ -30,12 +30,15 @@ def test_walltime_resume_reaches_the_uninterrupted_result(cgcnn_code, dataset_no
 
     # the same run with a time budget so short that each calculation trains one epoch
     budget = {**train, "time_budget": 0.01, "time_margin": 0.0}
-    _, resumed = run_get_node(_builder(cgcnn_code, dataset_node, {"model": small_model, "train": budget},
-                                       max_iterations=6))
+    _, resumed = run_get_node(
+        _builder(cgcnn_code, dataset_node, {"model": small_model, "train": budget}, max_iterations=6)
+    )
     assert resumed.is_finished_ok, resumed.exit_message
     calcs = _calculations(resumed)
     assert len(calcs) >= 2
-    assert all(c.exit_status == TrainCalculation.exit_codes.STOPPED_BEFORE_WALLTIME.status for c in calcs[:-1])
+    assert all(
+        c.exit_status == TrainCalculation.exit_codes.STOPPED_BEFORE_WALLTIME.status for c in calcs[:-1]
+    )
     assert calcs[-1].is_finished_ok
     assert "parent_folder" in calcs[1].inputs
 
@@ -48,8 +51,10 @@ def test_walltime_resume_reaches_the_uninterrupted_result(cgcnn_code, dataset_no
 
 
 def test_diverged_loss_lowers_the_learning_rate(cgcnn_code, dataset_node, small_model):
-    parameters = {"model": small_model, "train": {"epochs": 3, "batch_size": 8, "optimizer": "sgd", "lr": 100.0,
-                                                  "seed": 1}}
+    parameters = {
+        "model": small_model,
+        "train": {"epochs": 3, "batch_size": 8, "optimizer": "sgd", "lr": 100.0, "seed": 1},
+    }
     _, node = run_get_node(_builder(cgcnn_code, dataset_node, parameters))
     calcs = _calculations(node)
     assert calcs[0].exit_status == TrainCalculation.exit_codes.ERROR_LOSS_DIVERGED.status
@@ -58,10 +63,15 @@ def test_diverged_loss_lowers_the_learning_rate(cgcnn_code, dataset_node, small_
 
 
 def test_out_of_memory_halves_the_batch_size(aiida_code_installed, dataset_node, cgcnn_executable):
-    code = aiida_code_installed(label="aiida-cgcnn-3GB-wc", filepath_executable=cgcnn_executable,
-                                prepend_text="ulimit -v 3000000; export OMP_NUM_THREADS=1")
-    parameters = {"model": {"atom_fea_len": 30000, "n_conv": 1, "h_fea_len": 32},
-                  "train": {"epochs": 1, "batch_size": 16}}
+    code = aiida_code_installed(
+        label="aiida-cgcnn-3GB-wc",
+        filepath_executable=cgcnn_executable,
+        prepend_text="ulimit -v 3000000; export OMP_NUM_THREADS=1",
+    )
+    parameters = {
+        "model": {"atom_fea_len": 30000, "n_conv": 1, "h_fea_len": 32},
+        "train": {"epochs": 1, "batch_size": 16},
+    }
     _, node = run_get_node(_builder(code, dataset_node, parameters, max_iterations=2))
     calcs = _calculations(node)
     assert [c.exit_status for c in calcs] == [TrainCalculation.exit_codes.ERROR_OUT_OF_MEMORY.status] * 2

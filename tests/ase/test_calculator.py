@@ -34,8 +34,13 @@ def _train(tmp_path_factory, alloys, name, pooling="mean", seed=0, two_targets=F
         names, units = ["emt_energy", "volume_per_atom"], ["eV/atom", "Å^3/atom"]
     dataset, _ = CrystalDataset.from_structures(structures, targets, target_names=names, units=units)
     out = tmp_path_factory.mktemp(name)
-    result = Trainer(dataset, out, model_config={**SMALL, "pooling": pooling},
-                     train_config={"epochs": 3, "batch_size": 8, "seed": seed}, progress=False).fit()
+    result = Trainer(
+        dataset,
+        out,
+        model_config={**SMALL, "pooling": pooling},
+        train_config={"epochs": 3, "batch_size": 8, "seed": seed},
+        progress=False,
+    ).fit()
     return result.best_checkpoint
 
 
@@ -93,8 +98,11 @@ def test_same_values_as_the_command_line(mean_model, alloys, tmp_path):
         paths.append(str(path))
     output = tmp_path / "predictions.csv"
     executable = Path(sys.executable).parent / "aiida-cgcnn"
-    subprocess.run([str(executable), "predict", str(mean_model), *paths, "-o", str(output)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(executable), "predict", str(mean_model), *paths, "-o", str(output)],
+        check=True,
+        capture_output=True,
+    )
     with open(output) as handle:
         cli = [float(row["emt_energy_pred"]) for row in csv.DictReader(handle)]
     calc = CGCNNCalculator(mean_model)
@@ -117,8 +125,11 @@ def test_site_contributions_average_or_sum_to_the_prediction(site_model, sum_mod
     assert np.mean(sites) == pytest.approx(calc.get_property("emt_energy", atoms), rel=1e-5)
 
     calc = CGCNNCalculator(sum_model)
-    assert set(calc.implemented_properties) >= {"emt_energy", "volume_per_atom",
-                                                "emt_energy_site_contributions"}
+    assert set(calc.implemented_properties) >= {
+        "emt_energy",
+        "volume_per_atom",
+        "emt_energy_site_contributions",
+    }
     assert "site_contributions" not in calc.implemented_properties  # two per-site targets: named ones
     sites = calc.get_property("volume_per_atom_site_contributions", atoms)
     assert np.sum(sites) == pytest.approx(calc.get_property("volume_per_atom", atoms), rel=1e-5)
@@ -138,7 +149,7 @@ def test_ensemble_mean_and_standard_deviation(mean_model, other_mean_model, allo
 
 def test_clear_errors(mean_model):
     calc = CGCNNCalculator(mean_model)
-    with pytest.raises(PropertyNotImplementedError, match="'heat_capacity' is not predicted.*emt_energy"):
+    with pytest.raises(PropertyNotImplementedError, match=r"'heat_capacity' is not predicted.*emt_energy"):
         calc.get_property("heat_capacity", bulk("Cu"))
     with pytest.raises(PropertyNotImplementedError):
         calc.get_property("energy", bulk("Cu"))

@@ -1,4 +1,5 @@
 import pytest
+
 from tests.aiida_fixtures import *  # noqa: F403
 
 

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_checkpoint_trained_on_gpu_predicts_on_cpu(tmp_path):
     structures, energies = emt_alloys(80, seed=3)
     dataset, _ = CrystalDataset.from_structures(structures, energies, target_names=["e"], units=["eV/atom"])
-    result = Trainer(dataset, tmp_path, model_config={"pooling": "site"},
-                     train_config={"epochs": 3, "batch_size": 16}, device="cuda", progress=False).fit()
+    result = Trainer(
+        dataset,
+        tmp_path,
+        model_config={"pooling": "site"},
+        train_config={"epochs": 3, "batch_size": 16},
+        device="cuda",
+        progress=False,
+    ).fit()
     state = load_checkpoint(result.best_checkpoint)
     assert all(t.device.type == "cpu" for t in state["state_dict"].values())
     on_gpu = Predictor.from_checkpoint(result.best_checkpoint, device="cuda").predict(structures[:20])
@@ -32,8 +38,12 @@ def test_checkpoint_trained_on_gpu_predicts_on_cpu(tmp_path):
         "s, _ = emt_alloys(80, seed=3); p = Predictor.from_checkpoint(sys.argv[1]).predict(s[:20]);"
         "print(' '.join(repr(v) for v in p.values[:, 0]))"
     )
-    output = subprocess.run([sys.executable, "-c", code, str(result.best_checkpoint)], check=True,
-                            capture_output=True, text=True, env={**__import__("os").environ,
-                                                                 "CUDA_VISIBLE_DEVICES": ""}).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", code, str(result.best_checkpoint)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""},
+    ).stdout
     values = np.array([float(v) for v in output.split()])
     np.testing.assert_allclose(values, on_gpu.values[:, 0], rtol=1e-4, atol=1e-5)

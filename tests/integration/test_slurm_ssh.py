@@ -34,24 +34,37 @@ def slurm_computer(aiida_profile, tmp_path):
             pytest.fail(message)
         pytest.skip(message)
     computer = orm.Computer(
-        label=f"slurm-ssh-{tmp_path.name}", hostname="127.0.0.1", transport_type="core.ssh",
-        scheduler_type="core.slurm", workdir=str(tmp_path / "remote-work"),
+        label=f"slurm-ssh-{tmp_path.name}",
+        hostname="127.0.0.1",
+        transport_type="core.ssh",
+        scheduler_type="core.slurm",
+        workdir=str(tmp_path / "remote-work"),
     ).store()
     computer.set_shebang("#!/bin/bash")
     computer.set_default_mpiprocs_per_machine(1)
     computer.set_minimum_job_poll_interval(1.0)
     computer.configure(
-        username="root", port=int(env["AIIDA_CGCNN_SLURM_PORT"]), look_for_keys=False,
-        key_filename=str(Path(env["AIIDA_CGCNN_SLURM_DIR"]) / "id_ed25519"), allow_agent=False,
-        key_policy="AutoAddPolicy", timeout=30, safe_interval=0.0, use_login_shell=False,
+        username="root",
+        port=int(env["AIIDA_CGCNN_SLURM_PORT"]),
+        look_for_keys=False,
+        key_filename=str(Path(env["AIIDA_CGCNN_SLURM_DIR"]) / "id_ed25519"),
+        allow_agent=False,
+        key_policy="AutoAddPolicy",
+        timeout=30,
+        safe_interval=0.0,
+        use_login_shell=False,
     )
     return computer
 
 
 def test_training_through_slurm_and_ssh(slurm_computer, cgcnn_executable, dataset_node, small_model):
-    code = orm.InstalledCode(label="aiida-cgcnn", computer=slurm_computer, filepath_executable=cgcnn_executable,
-                             default_calc_job_plugin="cgcnn.train",
-                             prepend_text="export OMP_NUM_THREADS=1").store()
+    code = orm.InstalledCode(
+        label="aiida-cgcnn",
+        computer=slurm_computer,
+        filepath_executable=cgcnn_executable,
+        default_calc_job_plugin="cgcnn.train",
+        prepend_text="export OMP_NUM_THREADS=1",
+    ).store()
     builder = TrainCalculation.get_builder()
     builder.code = code
     builder.dataset = dataset_node

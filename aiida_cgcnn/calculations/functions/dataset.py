@@ -15,8 +15,13 @@ __all__ = ["create_dataset", "dataset_from_structures"]
 
 
 @calcfunction
-def create_dataset(targets: orm.Dict, target_names: orm.List, units: orm.List, options: orm.Dict,
-                   **structures: orm.StructureData) -> CrystalDatasetData:
+def create_dataset(
+    targets: orm.Dict,
+    target_names: orm.List,
+    units: orm.List,
+    options: orm.Dict,
+    **structures: orm.StructureData,
+) -> CrystalDatasetData:
     """Build a :class:`CrystalDatasetData` from ``structures`` (namespace) and their targets.
 
     ``targets`` maps each structure's link label to a value or a list of values; the dataset ids are

@@ -19,8 +19,9 @@ def predict_structures(model: ModelData, **structures: orm.StructureData) -> dic
     """
     predictor = model.get_predictor()
     labels = sorted(structures)
-    result = predictor.predict([structures[label].get_ase() for label in labels],
-                               ids=[structures[label].uuid for label in labels])
+    result = predictor.predict(
+        [structures[label].get_ase() for label in labels], ids=[structures[label].uuid for label in labels]
+    )
     outputs = {}
     names = predictor.target_names
     if predictor.task == "classification":
