@@ -177,4 +177,4 @@ class GaussianExpansion(torch.nn.Module):
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
         exponent = -((distances.unsqueeze(-1) - self.centers) ** 2) / self.width**2
         # values below e^-60 become exact zeros: float32 denormals slow CPU matrix products ~4x
-        return torch.exp(exponent).masked_fill(exponent < -60.0, 0.0)
+        return torch.exp(exponent.clamp(min=-60.0)).masked_fill(exponent < -60.0, 0.0)

@@ -31,8 +31,18 @@ class GatedConv(nn.Module):
         self.softplus = nn.Softplus()
 
     def forward(self, v: torch.Tensor, u: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        z = torch.cat([v[dst], v[src], u], dim=-1)
-        gate, core = self.bn_edges(self.fc_full(z)).chunk(2, dim=-1)
+        # z_ij W = v_i W_i + v_j W_j + u_ij W_u: the atom parts are multiplied once per atom, then
+        # gathered per edge, instead of once per edge (same weights, ~3x fewer operations)
+        n_atom = v.shape[1]
+        weight = self.fc_full.weight
+        centre = v @ weight[:, :n_atom].T
+        neighbour = v @ weight[:, n_atom : 2 * n_atom].T
+        pre = (
+            torch.addmm(self.fc_full.bias, u, weight[:, 2 * n_atom :].T)
+            + centre.index_select(0, dst)
+            + neighbour.index_select(0, src)
+        )  # index_select, not v[idx]: its backward is index_add_, several times faster on CPU than index_put_
+        gate, core = self.bn_edges(pre).chunk(2, dim=-1)
         messages = torch.sigmoid(gate) * self.softplus(core)
         summed = self.bn_nodes(scatter_sum(messages, dst, v.shape[0]))
         return self.softplus(v + summed)
@@ -55,7 +65,7 @@ class SimpleConv(nn.Module):
         self.g = nn.Softplus() if activation is None else activation
 
     def forward(self, v: torch.Tensor, u: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        neighbours = scatter_sum(torch.cat([v[src], u], dim=-1), dst, v.shape[0])
+        neighbours = scatter_sum(torch.cat([v.index_select(0, src), u], dim=-1), dst, v.shape[0])
         return self.g(self.W_c(neighbours) + self.W_s(v))
 
 
@@ -116,7 +126,7 @@ class CGCNN(nn.Module):
         )
 
     def atom_vectors(self, batch: Batch) -> torch.Tensor:
-        v = self.embedding(self.atom_table[batch.numbers])
+        v = self.embedding(self.atom_table.index_select(0, batch.numbers))
         u = self.expansion(batch.distances)
         for conv in self.convs:
             v = conv(v, u, batch.src, batch.dst)

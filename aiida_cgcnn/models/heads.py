@@ -150,7 +150,7 @@ class Head(nn.Module):
         if self.per_site:
             x = self.activation_in(atom_vectors)
             if self.extra_features:
-                x = torch.cat([x, extra[crystal_index]], dim=-1)
+                x = torch.cat([x, extra.index_select(0, crystal_index)], dim=-1)
             site = self._denormalise(self.out(self.hidden(x)))
             if self.pooling == "sum":
                 prediction = scatter_sum(site, crystal_index, size)
