@@ -36,6 +36,17 @@ class CrystalDatasetData(orm.SinglefileData):
             path = dataset.save(pathlib.Path(tmp) / cls._FILENAME)
             return cls(io.BytesIO(path.read_bytes()), **kwargs)
 
+    @classmethod
+    def from_cgcnn_directory(
+        cls, directory: str | os.PathLike, skip_invalid: bool = False, **kwargs
+    ) -> CrystalDatasetData:
+        """Read a CGCNN/ALIGNN data directory (``id_prop.csv`` + structure files); the structures that
+        were left out with ``skip_invalid`` are listed in the ``skipped`` attribute."""
+        dataset, skipped = CrystalDataset.from_cgcnn_directory(directory, skip_invalid=skip_invalid)
+        node = cls.from_dataset(dataset, **kwargs)
+        node.base.attributes.set("skipped", {s.id: s.reason for s in skipped})
+        return node
+
     def set_file(self, file, filename=None, **kwargs) -> None:
         super().set_file(file, filename=self._FILENAME, **kwargs)
         self._set_facts()

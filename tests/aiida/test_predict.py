@@ -123,3 +123,16 @@ def test_predictions_for_invalid_structures_are_skipped_not_lost(cgcnn_code, tra
     assert node.is_finished_ok
     assert list(results["predictions"].get_array("ids")) == [s.uuid for s in structures[:4]]
     assert lonely.uuid in results["skipped"].get_dict()
+
+
+def test_dataset_node_from_a_cgcnn_directory(aiida_profile, shared_data, tmp_path):
+    from aiida_cgcnn.data.dataset import CrystalDatasetData
+
+    node = CrystalDatasetData.from_cgcnn_directory(shared_data / "jarvis-sample", skip_invalid=True).store()
+    assert node.size == 49
+    assert list(node.base.attributes.get("skipped")) == ["POSCAR-JVASP-21210.vasp"]
+    exported = node.export(tmp_path / "jarvis.npz")
+    from aiida_cgcnn.training.dataset import CrystalDataset
+
+    assert CrystalDataset.load(exported).sha256() == node.get_dataset().sha256()
+    assert node.sha256 == __import__("hashlib").sha256(exported.read_bytes()).hexdigest()
