@@ -107,6 +107,12 @@ def _relaunch_distributed(nproc: int) -> int:
     return subprocess.call(command)
 
 
+def _file_ids(paths) -> list[str]:
+    """File names as ids, or the paths as given where two files share a name (a/POSCAR, b/POSCAR)."""
+    names = [p.name for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
 def _write_skipped(path: Path, skipped) -> None:
     path.write_text("".join(f"{s.id}\t{s.reason}\n" for s in skipped))
 
@@ -302,7 +308,7 @@ def predict(checkpoint: Path, data: tuple[Path, ...], output: Path, sites, skip_
             _store_copy(data[0], store_dataset)
     else:
         dataset_, skipped = CrystalDataset.from_structures(
-            [str(p) for p in data], ids=[p.name for p in data], require_targets=False, skip_invalid=skip_invalid
+            [str(p) for p in data], ids=_file_ids(data), require_targets=False, skip_invalid=skip_invalid
         )
     result = predictor.predict(dataset_, skip_invalid=skip_invalid, batch_size=batch_size, workers=workers)
     skipped = skipped + result.skipped
@@ -312,6 +318,9 @@ def predict(checkpoint: Path, data: tuple[Path, ...], output: Path, sites, skip_
     has_targets = predictor.task == "regression" and targets.shape[1] == len(predictor.target_names) and \
         bool(len(targets)) and bool((targets == targets).all())
     result.write_csv(output, targets if has_targets else None)
+    if sites and result.site_values is None:
+        click.echo(f"No per-site contributions: the model pools with {predictor.model.head.pooling!r}; "
+                   "only 'site' and 'sum' pooling give them.", err=True)
     if sites and result.site_values is not None:
         with open(sites, "w") as handle:
             handle.write("id,site," + ",".join(predictor.target_names) + "\n")
