@@ -91,6 +91,8 @@ class Predictor:
         self.task: str = targets["task"]
         self.classes: list[str] = list(targets.get("classes", []))
         self.feature_names: list[str] = list(checkpoint.get("feature_names", []))
+        # hybrid models: which descriptors, with which settings (computed for new structures)
+        self.descriptors: dict[str, Any] = dict(checkpoint.get("descriptors") or {})
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
@@ -118,9 +120,11 @@ class Predictor:
         reported in ``Prediction.skipped`` while the rest are predicted.
         """
         skipped: list[Skipped] = []
+        source_names = None
         if isinstance(structures, CrystalDataset):
             crystals = list(structures.crystals())
-            features = structures.features if features is None else features
+            if features is None and structures.features is not None:
+                features, source_names = structures.features, structures.feature_names
             structure_hash = structures.structure_hash()
         else:
             structures = list(structures)
@@ -138,6 +142,10 @@ class Predictor:
             if features is not None:
                 features = np.asarray(features)[keep]
             structure_hash = None
+        if self.descriptors:
+            crystals, features, structure_hash = self._descriptor_inputs(
+                crystals, features, source_names, structure_hash, skip_invalid, skipped, workers
+            )
         store, failures = build_graph_store(
             crystals, self.graph_settings, workers=workers, cache_dir=cache_dir, structure_hash=structure_hash
         )
@@ -162,6 +170,21 @@ class Predictor:
             crystal_vectors=vectors,
             skipped=skipped,
         )
+
+    def _descriptor_inputs(self, crystals, features, source_names, structure_hash, skip_invalid, skipped,
+                           workers):
+        """The hybrid model's inputs: stored or given features, descriptors computed where missing."""
+        from .descriptors.hybrid import model_inputs
+
+        features, kept, failures = model_inputs(
+            self.descriptors, self.feature_names, crystals, features, source_names, workers
+        )
+        if failures and not skip_invalid:
+            raise InvalidStructureError(crystals[failures[0][0]].id, failures[0][1].split(": ", 1)[-1])
+        if failures:
+            skipped += [Skipped(crystals[p].id, message) for p, message in failures]
+            crystals, structure_hash = [crystals[k] for k in kept], None
+        return crystals, features, structure_hash
 
     @torch.no_grad()
     def _run(self, store: GraphStore, features, batch_size: int, return_vectors: bool):
