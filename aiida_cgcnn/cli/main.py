@@ -170,7 +170,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     config = json.loads(path.read_text())
-    unknown = set(config) - {"model", "train", "graph", "skip_invalid", "atom_properties"}
+    unknown = set(config) - {"model", "train", "graph", "skip_invalid", "atom_properties", "descriptors"}
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)} in {path}; use model, train, graph")
     return config
@@ -208,11 +208,15 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--progress/--no-progress", default=None, help="Progress bar [on for terminals].")
 @click.option("--nproc-per-node", type=int, default=1, show_default=True,
               help="Train data-parallel in this many processes (GPUs) of the node, relaunched under torchrun.")
+@click.option("--descriptors", "descriptor_spec",
+              help="Hybrid model (de-CGCNN): 'all', 'local', 'global' or comma-separated descriptor names, "
+                   "kept from DATA when stored there, computed otherwise; 'none' ignores DATA's features "
+                   "[DATA's features as they are].")
 @_guarded("output_dir")
 def train(data: Path, output_dir: Path, config_path: Path | None, architecture, pooling, conv, task, epochs,
           batch_size, lr, optimizer, scheduler, patience, seed, split, time_budget, time_margin, max_radius,
           resume, init_from, skip_invalid, cache_dir, store_dataset, workers, device, progress,
-          nproc_per_node=1) -> None:
+          descriptor_spec, nproc_per_node=1) -> None:
     """Train a model on DATA (a dataset file or a CGCNN-style directory); write checkpoints,
     metrics.json, learning_curve.csv and test_predictions.csv to OUTPUT_DIR."""
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
@@ -238,6 +242,12 @@ def train(data: Path, output_dir: Path, config_path: Path | None, architecture, 
         graph_config["max_radius"] = max_radius
     skip_invalid = skip_invalid or bool(config.get("skip_invalid", False))
     dataset_, skipped = load_dataset(data, skip_invalid=skip_invalid, task=task or "regression")
+    descriptor_spec = descriptor_spec or config.get("descriptors")
+    if descriptor_spec:
+        from ..descriptors.hybrid import select_features
+
+        dataset_, more = select_features(dataset_, descriptor_spec, skip_invalid=skip_invalid, workers=workers)
+        skipped = skipped + more
     if store_dataset is not None and data.suffix == ".npz":
         _store_copy(data, store_dataset)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -357,6 +367,16 @@ def _add_provenance() -> None:
 
 
 _add_provenance()
+
+
+def _add_descriptor_commands() -> None:
+    from . import descriptors
+
+    for name in descriptors.__all__:
+        cli.add_command(getattr(descriptors, name))
+
+
+_add_descriptor_commands()
 
 
 def main() -> None:
