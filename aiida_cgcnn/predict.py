@@ -125,6 +125,10 @@ class Predictor:
             crystals = list(structures.crystals())
             if features is None and structures.features is not None:
                 features, source_names = structures.features, structures.feature_names
+                if self.descriptors:
+                    from .descriptors.hybrid import stored_columns
+
+                    source_names = stored_columns(structures, self.descriptors)
             structure_hash = structures.structure_hash()
         else:
             structures = list(structures)

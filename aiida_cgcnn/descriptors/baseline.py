@@ -90,7 +90,8 @@ def random_forest_baseline(
     x, y = dataset.features, dataset.targets
     classification = dataset.task == "classification"
     start = time.perf_counter()
-    models, parts = [], {}
+    models: list[Any] = []
+    parts: dict[str, dict[str, Any]] = {}
     for j in range(y.shape[1]):
         if classification:
             model = RandomForestClassifier(

@@ -71,7 +71,7 @@ def _symmetry_dataset(crystal: Crystal, symprec: float, angle_tolerance: float):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its error handling
-            dataset = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=angle_tolerance)
+            dataset = spglib.get_symmetry_dataset(cell, symprec, angle_tolerance)  # type: ignore[arg-type]
     except Exception as error:  # spglib raises its own C++ error type
         dataset, reason = None, str(error)
     else:

@@ -34,6 +34,7 @@ __all__ = [
     "model_inputs",
     "read_feature_csv",
     "select_features",
+    "stored_columns",
 ]
 
 DESCRIPTOR_RECORD_VERSION = 1
@@ -82,6 +83,7 @@ def descriptor_values(
     stored = dataset.feature_names
     if (
         record
+        and dataset.features is not None
         and DescriptorSettings.from_dict(record.get("settings")) == settings
         and set(descriptor_columns(names)) <= set(stored)
     ):
@@ -95,6 +97,20 @@ def descriptor_values(
         return np.stack(columns, axis=1), names, np.arange(len(dataset)), []
     table = compute_descriptors(list(dataset.crystals()), names, settings, workers)
     return table.values, names, table.positions, table.failures
+
+
+def stored_columns(dataset: CrystalDataset, record: dict[str, Any]) -> list[str]:
+    """Names of the dataset's feature columns that a model with descriptor ``record`` may use: its
+    descriptor columns only if they were computed with the model's settings (else they are renamed
+    ``stale:<name>``, so that they are computed afresh)."""
+    names = list(dataset.feature_names)
+    own = descriptor_record(dataset)
+    same = DescriptorSettings.from_dict(own.get("settings")) == DescriptorSettings.from_dict(
+        record.get("settings")
+    )
+    if not record or (own and same):
+        return names
+    return [f"stale:{n}" if n in _ALL_COLUMNS else n for n in names]
 
 
 def drop_features(dataset: CrystalDataset) -> CrystalDataset:
@@ -136,6 +152,7 @@ def attach_descriptors(
     skipped: list[Skipped] = []
     if (
         record
+        and dataset.features is not None
         and DescriptorSettings.from_dict(record.get("settings")) == settings
         and set(columns) <= set(stored)
     ):

@@ -54,7 +54,7 @@ def crystal_representations(
     learned, extra, extra_names
         Arrays of shape (N, h) and (N, F), in the dataset's order.
     """
-    from .hybrid import model_inputs
+    from .hybrid import model_inputs, stored_columns
 
     model, head = predictor.model, predictor.model.head
     crystals = list(dataset.crystals())
@@ -65,7 +65,7 @@ def crystal_representations(
             predictor.feature_names,
             crystals,
             dataset.features,
-            dataset.feature_names if dataset.features is not None else None,
+            stored_columns(dataset, predictor.descriptors) if dataset.features is not None else None,
             workers,
         )
         if failures:

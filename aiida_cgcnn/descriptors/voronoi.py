@@ -100,10 +100,9 @@ def _image_cloud(
     n = len(cart)
     # each (site, image) once, although it is within the cutoff of several sites
     pairs = np.unique(np.column_stack([index, np.rint(images)]).astype(np.int64), axis=0)
-    index, images = pairs[:, 0], pairs[:, 1:]
-    outside = np.any(images != 0, axis=1)
-    index, images = index[outside], images[outside]
-    positions = np.concatenate([cart, cart[index] + images @ lattice])
+    pairs = pairs[np.any(pairs[:, 1:] != 0, axis=1)]  # the sites themselves come first, below
+    index = pairs[:, 0]
+    positions = np.concatenate([cart, cart[index] + pairs[:, 1:] @ lattice])
     return positions, np.concatenate([np.arange(n), index]), shortest
 
 

@@ -153,3 +153,14 @@ def test_descriptors_of_a_dataset_are_those_of_its_crystals():
     matrix, columns = table.columns()
     assert columns == hybrid.feature_names and np.array_equal(matrix, hybrid.features)
     assert torch.from_numpy(matrix).isfinite().all()
+
+
+def test_descriptors_stored_with_other_settings_are_recomputed(tmp_path):
+    data, _ = attach_descriptors(generated_dataset(16), "mean_CN_Voronoi,vpa")
+    predictor = Predictor.from_checkpoint(fit(data, tmp_path / "run", epochs=1).best_checkpoint)
+    # a coarse face tolerance drops the 6 second-shell faces of bcc: other coordination numbers
+    stale, _ = attach_descriptors(
+        generated_dataset(16), "mean_CN_Voronoi,vpa", DescriptorSettings(face_tol=0.5)
+    )
+    assert not np.array_equal(stale.features, data.features)
+    assert predictor.predict(stale).values == pytest.approx(predictor.predict(data).values, rel=1e-6)
