@@ -11,7 +11,7 @@ from ..training.trainer import TrainConfig
 
 __all__ = ["SECTIONS", "validate_train_parameters"]
 
-SECTIONS = ("model", "train", "graph", "skip_invalid", "atom_properties", "nproc_per_node")
+SECTIONS = ("model", "train", "graph", "skip_invalid", "atom_properties", "nproc_per_node", "descriptors")
 _MODEL_EXTRA = {"architecture"}
 
 
@@ -20,8 +20,9 @@ def validate_train_parameters(parameters: dict[str, Any]) -> str | None:
 
     ``parameters`` has the sections ``model`` (architecture and hyperparameters), ``train``
     (:class:`~aiida_cgcnn.training.trainer.TrainConfig` fields), ``graph``
-    (:class:`~aiida_cgcnn.graph.crystal_graph.GraphSettings` fields), the flag ``skip_invalid`` and
-    ``nproc_per_node`` (data-parallel processes on the node, under torchrun).
+    (:class:`~aiida_cgcnn.graph.crystal_graph.GraphSettings` fields), the flag ``skip_invalid``,
+    ``descriptors`` (de-CGCNN: all, local, global or names) and ``nproc_per_node`` (data-parallel
+    processes on the node, under torchrun).
     """
     unknown = set(parameters) - set(SECTIONS)
     if unknown:
@@ -49,6 +50,17 @@ def validate_train_parameters(parameters: dict[str, Any]) -> str | None:
     for key in graph:
         if key not in graph_fields:
             return f"parameters.graph.{key}: unknown key; valid keys are {sorted(graph_fields)}"
+    if "descriptors" in parameters:
+        spec = parameters["descriptors"]
+        if not isinstance(spec, str):
+            return "parameters.descriptors: a string: all, local, global, none or comma-separated names"
+        if spec.strip().lower() != "none":
+            from ..descriptors.definitions import resolve_names
+
+            try:
+                resolve_names(spec)
+            except ValueError as error:
+                return f"parameters.descriptors: {error}"
     nproc = parameters.get("nproc_per_node", 1)
     if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
         return "parameters.nproc_per_node: must be a positive integer (processes, i.e. GPUs, per node)"

@@ -77,3 +77,13 @@ def test_distributed_training_through_the_calcjob(cgcnn_code, dataset_node, smal
     assert results["metrics"]["epochs_run"] == 2
     assert "'--nproc-per-node' '2'" in node.base.repository.get_object_content("_aiidasubmit.sh")
     assert "Traceback" not in node.outputs.retrieved.get_object_content("aiida.err")
+
+
+def test_hybrid_model_through_the_calcjob(cgcnn_code, dataset_node, small_parameters):
+    """``parameters.descriptors`` trains de-CGCNN; a wrong descriptor name is refused at submission."""
+    with pytest.raises(ValueError, match=r"parameters\.descriptors: unknown descriptors \['densty'\]"):
+        run_get_node(_builder(cgcnn_code, dataset_node, {**small_parameters, "descriptors": "densty"}))
+    parameters = {**small_parameters, "train": {"epochs": 1, "batch_size": 8}, "descriptors": "density,vpa"}
+    results, node = run_get_node(_builder(cgcnn_code, dataset_node, parameters))
+    assert node.is_finished_ok, node.exit_message
+    assert results["model"].base.attributes.get("descriptors") == ["density", "vpa"]
