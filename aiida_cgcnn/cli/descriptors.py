@@ -39,6 +39,14 @@ _NAMES_HELP = (
     type=click.Path(path_type=Path),
     help="Also write the raw descriptor values (crys_sys as 1-7) to this CSV, one row per structure.",
 )
+@click.option(
+    "--face-tol",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Voronoi faces with a solid angle at most this fraction of the cell's largest are no "
+    "neighbours (0: matminer's VoronoiNN default).",
+)
 @click.option("--workers", type=int, help="Processes [cores, at most 8].")
 @click.option(
     "--skip-invalid", is_flag=True, help="Leave out structures whose descriptors fail, and list them."
@@ -50,12 +58,13 @@ def descriptors(
     names: str,
     feature_csv: Path | None,
     table: Path | None,
+    face_tol: float,
     workers: int | None,
     skip_invalid: bool,
 ) -> None:
     """Compute the hybridization paper's descriptors for DATA (a dataset file or a CGCNN-style
     directory), in parallel, and store them with the dataset in OUTPUT."""
-    from ..descriptors.definitions import CRYSTAL_SYSTEMS
+    from ..descriptors.definitions import CRYSTAL_SYSTEMS, DescriptorSettings
     from ..descriptors.hybrid import (
         attach_descriptors,
         attach_features,
@@ -68,7 +77,8 @@ def descriptors(
     if names.strip().lower() == "none":
         dataset_ = drop_features(dataset_)
     else:
-        dataset_, more = attach_descriptors(dataset_, names, workers=workers, skip_invalid=skip_invalid)
+        settings = DescriptorSettings(face_tol=face_tol)
+        dataset_, more = attach_descriptors(dataset_, names, settings, workers, skip_invalid)
         skipped += more
     if feature_csv is not None:
         dataset_ = attach_features(dataset_, *read_feature_csv(feature_csv))

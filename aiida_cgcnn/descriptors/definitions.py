@@ -224,10 +224,11 @@ class DescriptorSettings:
     ----------
     face_tol
         Voronoi faces whose solid angle is at most ``face_tol`` times the cell's largest are not
-        neighbours. pymatgen's ``VoronoiNN`` default is 0, which also counts the faces of zero true
-        area that Qhull leaves in degenerate (high-symmetry) structures with round-off solid angles
-        of 1e-20-1e-14; those depend on the floating-point path, not on the structure. 1e-13 drops
-        them and keeps every face that survives a rigid translation of the crystal.
+        neighbours. 0 is pymatgen's ``VoronoiNN`` default, which also counts the faces of (nearly)
+        zero area that Qhull leaves where neighbours are (nearly) cospherical, with relative solid
+        angles of 1e-20 to 1e-14: they add to the coordination numbers and enter the bond angles,
+        as in the paper's values. 1e-13 drops them and keeps every face with a weight that a rigid
+        translation of the crystal reproduces.
     symprec, angle_tolerance
         spglib tolerances for the space group and crystal system (``SpacegroupAnalyzer`` defaults).
     complexity_symprec
@@ -236,7 +237,7 @@ class DescriptorSettings:
         Site tolerance of ``Structure.get_primitive_structure``, Å.
     """
 
-    face_tol: float = 1e-13
+    face_tol: float = 0.0
     symprec: float = 0.01
     angle_tolerance: float = 5.0
     complexity_symprec: float = 0.1
