@@ -1,0 +1,50 @@
+"""Phonon references with phonopy, no AiiDA: set up displacements, get forces from any engine, analyse.
+
+phonopy's split is kept: :mod:`.setup` (unit cell -> displaced supercells), :mod:`.forces` (the
+expensive step, any ASE calculator), :mod:`.thermal` (force constants, mesh, U, Cv, S, F per mole of
+primitive cells, stability). :mod:`.io` reads existing calculations (phonondb archives, phonopy yaml),
+:mod:`.dataset` turns them into training datasets and :mod:`.compare` scores predictions against them.
+"""
+
+from .errors import PhononInputError
+from .forces import EngineSpec, RelaxResult, compute_forces, load_calculator, relax_structure
+from .io import PhonopyCalculation, find_phonopy_calculations, read_phonopy_calculation
+from .settings import PhononSettings, supercell_matrix_for_length
+from .setup import (
+    atoms_to_phonopy,
+    build_phonopy,
+    displaced_supercells,
+    generate_displacements,
+    phonopy_to_atoms,
+)
+from .thermal import (
+    GAS_CONSTANT_JKMOL,
+    PhononProperties,
+    dulong_petit_heat_capacity_jkmol,
+    phonon_properties,
+    produce_force_constants,
+)
+
+__all__ = [
+    "GAS_CONSTANT_JKMOL",
+    "EngineSpec",
+    "PhononInputError",
+    "PhononProperties",
+    "PhononSettings",
+    "PhonopyCalculation",
+    "RelaxResult",
+    "atoms_to_phonopy",
+    "build_phonopy",
+    "compute_forces",
+    "displaced_supercells",
+    "dulong_petit_heat_capacity_jkmol",
+    "find_phonopy_calculations",
+    "generate_displacements",
+    "load_calculator",
+    "phonon_properties",
+    "phonopy_to_atoms",
+    "produce_force_constants",
+    "read_phonopy_calculation",
+    "relax_structure",
+    "supercell_matrix_for_length",
+]
