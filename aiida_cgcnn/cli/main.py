@@ -379,6 +379,15 @@ def _add_descriptor_commands() -> None:
 _add_descriptor_commands()
 
 
+def _add_phonon_commands() -> None:
+    from .phonons import phonons
+
+    cli.add_command(phonons)
+
+
+_add_phonon_commands()
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
