@@ -26,7 +26,7 @@ venv: $(STAMP)
 # would pull a CUDA build of several GB.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[tests,docs,dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[tests,docs,dev,phonons]'
 	touch $@
 
 # the embedded default profile (verdi presto: SQLite, localhost, no service) unless one exists
