@@ -220,3 +220,30 @@ def test_reference_inputs_are_validated():
     with pytest.raises(ValueError, match=r"no work chain with entry point 'no\.such'"):
         run_get_node(PhononReferenceWorkChain, structure=structure, force_workchain=orm.Str("no.such"))
     assert PhononSettings.from_dict(EXACT).gamma_acoustic == "exclude"
+
+
+@pytest.mark.slow
+def test_engine_on_a_computer_through_aiida_phonopy_and_pythonjob(
+    fcc_metals, aiida_code_installed, aiida_localhost
+):
+    """``engine_code``: the engine runs in PythonJobs (one per supercell) of aiida-phonopy's
+    PhonopyAseWorkChain on a computer, here the localhost; the same numbers as in-process."""
+    import sys
+
+    aiida_localhost.set_minimum_job_poll_interval(0.2)
+    aiida_localhost.set_default_mpiprocs_per_machine(1)
+    python = aiida_code_installed(
+        label="python-phonons",
+        filepath_executable=sys.executable,
+        default_calc_job_plugin="pythonjob.pythonjob",
+        prepend_text="export OMP_NUM_THREADS=1",
+    )
+    structure = orm.StructureData(ase=fcc_metals["Cu"]).store()
+    common = {"structure": structure, "engine": orm.Dict(EMT), "phonopy": orm.Dict(EXACT)}
+    remote, node = run_get_node(PhononReferenceWorkChain, engine_code=python, **common)
+    assert node.is_finished_ok, node.exit_message
+    jobs = [n for n in node.called_descendants if isinstance(n, orm.CalcJobNode)]  # the PythonJobs
+    assert jobs and all(job.is_finished_ok for job in jobs)
+    local, _ = run_get_node(PhononReferenceWorkChain, **common)
+    for key in ("U_kJmol", "Cv_JKmol"):
+        assert remote["thermal_properties"][key] == pytest.approx(local["thermal_properties"][key], rel=1e-12)
