@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import mixed_real_structures, write_results
 
 from aiida_cgcnn.training.dataset import CrystalDataset
-from common import mixed_real_structures, write_results
 
 
 def main() -> None:
@@ -53,13 +53,26 @@ def main() -> None:
         with gzip.open(json_path, "rt") as handle:
             structures = [Structure.from_dict(d) for d in json.load(handle)]
         t_json = (time.perf_counter() - start) / len(structures) * args.n
-    print(f"{args.n} structures, {len(loaded.numbers)} atoms: file {size_mb:.0f} MB, save {t_save:.2f} s, "
-          f"load {t_load:.2f} s")
-    print(f"pymatgen JSON baseline (measured on {args.baseline_n}, scaled): {t_json:.1f} s; "
-          f"ratio {t_json / t_load:.0f}x")
-    write_results("dataset", {"structures": args.n, "atoms": int(len(loaded.numbers)), "file_mb": size_mb,
-                              "save_s": t_save, "load_s": t_load, "pymatgen_json_load_s_scaled": t_json,
-                              "ratio": t_json / t_load})
+    print(
+        f"{args.n} structures, {len(loaded.numbers)} atoms: file {size_mb:.0f} MB, save {t_save:.2f} s, "
+        f"load {t_load:.2f} s"
+    )
+    print(
+        f"pymatgen JSON baseline (measured on {args.baseline_n}, scaled): {t_json:.1f} s; "
+        f"ratio {t_json / t_load:.0f}x"
+    )
+    write_results(
+        "dataset",
+        {
+            "structures": args.n,
+            "atoms": len(loaded.numbers),
+            "file_mb": size_mb,
+            "save_s": t_save,
+            "load_s": t_load,
+            "pymatgen_json_load_s_scaled": t_json,
+            "ratio": t_json / t_load,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Resume takes its settings from the checkpoint but the time budget; fine-tuning a mismatched model fails clearly."""
+"""Resume takes its settings from the checkpoint but the time budget; fine-tuning a mismatched
+model fails clearly."""
 
 import warnings
 
@@ -19,22 +20,38 @@ def dataset():
 
 
 def test_resume_keeps_the_checkpoint_settings_but_takes_the_new_time_budget(dataset, tmp_path):
-    Trainer(dataset, tmp_path, model_config=SMALL, train_config={"epochs": 3, "batch_size": 8,
-                                                                 "time_budget": 1000.0},
-            progress=False).fit()
+    Trainer(
+        dataset,
+        tmp_path,
+        model_config=SMALL,
+        train_config={"epochs": 3, "batch_size": 8, "time_budget": 1000.0},
+        progress=False,
+    ).fit()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = Trainer(dataset, tmp_path, train_config={"epochs": 99, "time_budget": 50.0, "time_margin": 1.0},
-                          resume=tmp_path / "last.pt", progress=False)
+        trainer = Trainer(
+            dataset,
+            tmp_path,
+            train_config={"epochs": 99, "time_budget": 50.0, "time_margin": 1.0},
+            resume=tmp_path / "last.pt",
+            progress=False,
+        )
     assert trainer.config.epochs == 3 and trainer.config.batch_size == 8
     assert trainer.config.time_budget == 50.0 and trainer.config.time_margin == 1.0
     assert any("['epochs']" in str(w.message) for w in caught)
 
 
 def test_fine_tuning_a_different_model_is_a_clear_error(dataset, tmp_path):
-    first = Trainer(dataset, tmp_path / "a", model_config=SMALL, train_config={"epochs": 1},
-                    progress=False).fit()
-    trainer = Trainer(dataset, tmp_path / "b", model_config={**SMALL, "n_conv": 2},
-                      train_config={"epochs": 1}, init_from=first.best_checkpoint, progress=False)
-    with pytest.raises(CheckpointError, match="cannot fine-tune.*n_conv"):
+    first = Trainer(
+        dataset, tmp_path / "a", model_config=SMALL, train_config={"epochs": 1}, progress=False
+    ).fit()
+    trainer = Trainer(
+        dataset,
+        tmp_path / "b",
+        model_config={**SMALL, "n_conv": 2},
+        train_config={"epochs": 1},
+        init_from=first.best_checkpoint,
+        progress=False,
+    )
+    with pytest.raises(CheckpointError, match=r"cannot fine-tune.*n_conv"):
         trainer.fit()
