@@ -113,11 +113,13 @@ class Predictor:
         workers: int | None = None,
         cache_dir: str | os.PathLike | None = None,
         return_vectors: bool = False,
+        max_edges_per_batch: int | None = None,
     ) -> Prediction:
         """Predict for structures (pymatgen, ASE, files, :class:`Crystal`) or a dataset.
 
         Invalid structures raise :class:`InvalidStructureError`, or with ``skip_invalid`` are
-        reported in ``Prediction.skipped`` while the rest are predicted.
+        reported in ``Prediction.skipped`` while the rest are predicted. ``max_edges_per_batch``
+        also caps the graph edges of a batch (``batch_size`` caps its structures), for large cells.
         """
         skipped: list[Skipped] = []
         source_names = None
@@ -162,7 +164,7 @@ class Predictor:
             features = np.asarray(features, dtype=np.float64)[good]
         if self.feature_names and features is None:
             raise ValueError(f"this model needs the per-structure features {self.feature_names}")
-        values, sites, vectors = self._run(store, features, batch_size, return_vectors)
+        values, sites, vectors = self._run(store, features, batch_size, return_vectors, max_edges_per_batch)
         return Prediction(
             ids=[crystals[k].id for k in good],
             values=values,
@@ -175,8 +177,9 @@ class Predictor:
             skipped=skipped,
         )
 
-    def _descriptor_inputs(self, crystals, features, source_names, structure_hash, skip_invalid, skipped,
-                           workers):
+    def _descriptor_inputs(
+        self, crystals, features, source_names, structure_hash, skip_invalid, skipped, workers
+    ):
         """The hybrid model's inputs: stored or given features, descriptors computed where missing."""
         from .descriptors.hybrid import model_inputs
 
@@ -191,10 +194,10 @@ class Predictor:
         return crystals, features, structure_hash
 
     @torch.no_grad()
-    def _run(self, store: GraphStore, features, batch_size: int, return_vectors: bool):
+    def _run(self, store: GraphStore, features, batch_size: int, return_vectors: bool, max_edges=None):
         outputs, site_chunks, vector_chunks = [], [], []
         order = np.arange(len(store))
-        for batch in store.iter_batches(order, batch_size, features=features):
+        for batch in store.iter_batches(order, batch_size, features=features, max_edges=max_edges):
             out = self.model(batch.to(self.device))
             prediction = out.prediction
             if self.task == "classification":

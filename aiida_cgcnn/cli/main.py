@@ -102,8 +102,16 @@ def _relaunch_distributed(nproc: int) -> int:
             skip = True
         elif not argument.startswith("--nproc-per-node="):
             arguments.append(argument)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "aiida_cgcnn.cli", *arguments]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "aiida_cgcnn.cli",
+        *arguments,
+    ]
     return subprocess.call(command)
 
 
@@ -179,44 +187,121 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @cli.command()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("run"), show_default=True)
-@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path),
-              help="JSON file with 'model', 'train' and 'graph' sections; options below override it.")
-@click.option("--model", "architecture", type=click.Choice(["cgcnn"]), help="Architecture [cgcnn].")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="JSON file with 'model', 'train' and 'graph' sections; options below override it.",
+)
+@click.option(
+    "--model",
+    "architecture",
+    type=click.Choice(["cgcnn", "alignn", "de-alignn"]),
+    help="Architecture; de-alignn is ALIGNN with the hybridization paper's descriptors "
+    "(--descriptors, all of them by default) [cgcnn].",
+)
+@click.option(
+    "--preset",
+    "preset_name",
+    type=click.Choice(["alignn-paper"]),
+    help="A published training recipe; --config and the options below override it.",
+)
 @click.option("--pooling", type=click.Choice(["mean", "sum", "site", "sum-vector"]), help="Readout [mean].")
-@click.option("--conv", type=click.Choice(["gated", "simple"]), help="Eq. 5 (gated) or Eq. 4 (simple) [gated].")
-@click.option("--task", type=click.Choice(["regression", "classification"]), default=None,
-              help="For data directories [regression].")
+@click.option(
+    "--conv", type=click.Choice(["gated", "simple"]), help="Eq. 5 (gated) or Eq. 4 (simple) [gated]."
+)
+@click.option(
+    "--task",
+    type=click.Choice(["regression", "classification"]),
+    default=None,
+    help="For data directories [regression].",
+)
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]))
 @click.option("--scheduler", type=click.Choice(["none", "cosine", "onecycle", "step"]))
+@click.option("--loss", type=click.Choice(["mse", "l1", "huber"]), help="Regression loss [mse].")
+@click.option(
+    "--max-edges",
+    "max_edges",
+    type=int,
+    help="Also cap the graph edges per batch, so that batches of large cells fit in memory.",
+)
 @click.option("--patience", type=int, help="Early stopping patience (epochs).")
 @click.option("--seed", type=int)
-@click.option("--split", type=(float, float, float), default=None, help="Train/val/test ratios [0.6 0.2 0.2].")
+@click.option(
+    "--split", type=(float, float, float), default=None, help="Train/val/test ratios [0.6 0.2 0.2]."
+)
 @click.option("--time-budget", type=float, help="Seconds for the whole run (e.g. the walltime).")
 @click.option("--time-margin", type=float, help="Seconds kept free before the budget ends [60].")
-@click.option("--max-radius", type=float, help="Widen the neighbour search up to this radius for isolated atoms.")
+@click.option(
+    "--max-radius", type=float, help="Widen the neighbour search up to this radius for isolated atoms."
+)
 @click.option("--resume", type=click.Path(exists=True, path_type=Path), help="Continue from a last.pt.")
-@click.option("--init-from", type=click.Path(exists=True, path_type=Path), help="Fine-tune from a checkpoint.")
+@click.option(
+    "--init-from", type=click.Path(exists=True, path_type=Path), help="Fine-tune from a checkpoint."
+)
 @click.option("--skip-invalid", is_flag=True, help="Leave invalid structures out (listed in skipped.txt).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), help="Graph cache directory [OUTPUT_DIR/../.graph-cache].")
-@click.option("--store-dataset", type=click.Path(path_type=Path),
-              help="Also keep a copy of the dataset file in this directory, named by its sha256, for reuse.")
+@click.option(
+    "--cache-dir", type=click.Path(path_type=Path), help="Graph cache directory [OUTPUT_DIR/../.graph-cache]."
+)
+@click.option(
+    "--store-dataset",
+    type=click.Path(path_type=Path),
+    help="Also keep a copy of the dataset file in this directory, named by its sha256, for reuse.",
+)
 @click.option("--workers", type=int, help="Processes for graph construction [cores, at most 8].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [on for terminals].")
-@click.option("--nproc-per-node", type=int, default=1, show_default=True,
-              help="Train data-parallel in this many processes (GPUs) of the node, relaunched under torchrun.")
-@click.option("--descriptors", "descriptor_spec",
-              help="Hybrid model (de-CGCNN): 'all', 'local', 'global' or comma-separated descriptor names, "
-                   "kept from DATA when stored there, computed otherwise; 'none' ignores DATA's features "
-                   "[DATA's features as they are].")
+@click.option(
+    "--nproc-per-node",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Train data-parallel in this many processes (GPUs) of the node, relaunched under torchrun.",
+)
+@click.option(
+    "--descriptors",
+    "descriptor_spec",
+    help="Hybrid model (de-CGCNN): 'all', 'local', 'global' or comma-separated descriptor names, "
+    "kept from DATA when stored there, computed otherwise; 'none' ignores DATA's features "
+    "[DATA's features as they are].",
+)
 @_guarded("output_dir")
-def train(data: Path, output_dir: Path, config_path: Path | None, architecture, pooling, conv, task, epochs,
-          batch_size, lr, optimizer, scheduler, patience, seed, split, time_budget, time_margin, max_radius,
-          resume, init_from, skip_invalid, cache_dir, store_dataset, workers, device, progress,
-          descriptor_spec, nproc_per_node=1) -> None:
+def train(
+    data: Path,
+    output_dir: Path,
+    config_path: Path | None,
+    architecture,
+    pooling,
+    conv,
+    task,
+    epochs,
+    batch_size,
+    lr,
+    optimizer,
+    scheduler,
+    patience,
+    seed,
+    split,
+    time_budget,
+    time_margin,
+    max_radius,
+    resume,
+    init_from,
+    skip_invalid,
+    cache_dir,
+    store_dataset,
+    workers,
+    device,
+    progress,
+    descriptor_spec,
+    nproc_per_node=1,
+    preset_name=None,
+    loss=None,
+    max_edges=None,
+) -> None:
     """Train a model on DATA (a dataset file or a CGCNN-style directory); write checkpoints,
     metrics.json, learning_curve.csv and test_predictions.csv to OUTPUT_DIR."""
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
@@ -226,15 +311,33 @@ def train(data: Path, output_dir: Path, config_path: Path | None, architecture, 
     from ..training.trainer import Trainer
 
     config = _load_config(config_path)
-    model_config = dict(config.get("model", {}))
-    train_config = dict(config.get("train", {}))
+    recipe = {"model": {}, "train": {}}
+    if preset_name is not None:
+        from ..training.presets import preset
+
+        recipe = preset(preset_name)
+    model_config = {**recipe["model"], **config.get("model", {})}
+    train_config = {**recipe["train"], **config.get("train", {})}
+    if architecture == "de-alignn":  # ALIGNN + descriptors: the hybrid is the dataset's features
+        architecture = "alignn"
+        descriptor_spec = descriptor_spec or config.get("descriptors") or "all"
     graph_config = dict(config.get("graph", {}))
     for key, value in (("architecture", architecture), ("pooling", pooling), ("conv", conv)):
         if value is not None:
             model_config[key] = value
-    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-                 "scheduler": scheduler, "patience": patience, "seed": seed, "time_budget": time_budget,
-                 "time_margin": time_margin}
+    overrides = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "patience": patience,
+        "seed": seed,
+        "time_budget": time_budget,
+        "time_margin": time_margin,
+        "loss": loss,
+        "max_edges_per_batch": max_edges,
+    }
     train_config.update({k: v for k, v in overrides.items() if v is not None})
     if split is not None:
         train_config.update(dict(zip(("train_ratio", "val_ratio", "test_ratio"), split, strict=True)))
@@ -246,7 +349,9 @@ def train(data: Path, output_dir: Path, config_path: Path | None, architecture, 
     if descriptor_spec:
         from ..descriptors.hybrid import select_features
 
-        dataset_, more = select_features(dataset_, descriptor_spec, skip_invalid=skip_invalid, workers=workers)
+        dataset_, more = select_features(
+            dataset_, descriptor_spec, skip_invalid=skip_invalid, workers=workers
+        )
         skipped = skipped + more
     if store_dataset is not None and data.suffix == ".npz":
         _store_copy(data, store_dataset)
@@ -277,11 +382,18 @@ def train(data: Path, output_dir: Path, config_path: Path | None, architecture, 
         "early_stopping": f"stopped early after {result.epochs_run} epochs",
         "time_budget": "stopped before the time budget ran out; resume with --resume last.pt",
     }[result.stopped_reason]
-    _write_status(output_dir, status, message, stopped_reason=result.stopped_reason,
-                  skipped=[asdict(s) for s in result.skipped])
+    _write_status(
+        output_dir,
+        status,
+        message,
+        stopped_reason=result.stopped_reason,
+        skipped=[asdict(s) for s in result.skipped],
+    )
     test = result.metrics.get("test", {})
     summary = ", ".join(f"{k} {v:.4g}" for k, v in test.items())
-    click.echo(f"{message}; best checkpoint {result.best_checkpoint}" + (f"; test {summary}" if summary else ""))
+    click.echo(
+        f"{message}; best checkpoint {result.best_checkpoint}" + (f"; test {summary}" if summary else "")
+    )
     if status != "completed":
         sys.exit(EXIT_CODES[status])
 
@@ -292,22 +404,41 @@ def train(data: Path, output_dir: Path, config_path: Path | None, architecture, 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path), nargs=-1, required=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("predictions.csv"),
-              show_default=True, help="Predictions CSV (input order).")
-@click.option("--sites", type=click.Path(path_type=Path), help="Per-site contributions CSV (sum/site pooling).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("predictions.csv"),
+    show_default=True,
+    help="Predictions CSV (input order).",
+)
+@click.option(
+    "--sites", type=click.Path(path_type=Path), help="Per-site contributions CSV (sum/site pooling)."
+)
 @click.option("--skip-invalid", is_flag=True, help="Predict the valid structures, list the others.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda or cuda:N.")
 @click.option("--workers", type=int)
-@click.option("--store-dataset", type=click.Path(path_type=Path),
-              help="Also keep a copy of a dataset file in this directory, named by its sha256, for reuse.")
+@click.option(
+    "--store-dataset",
+    type=click.Path(path_type=Path),
+    help="Also keep a copy of a dataset file in this directory, named by its sha256, for reuse.",
+)
 @_guarded("output")
-def predict(checkpoint: Path, data: tuple[Path, ...], output: Path, sites, skip_invalid, batch_size, device,
-            workers, store_dataset) -> None:
+def predict(
+    checkpoint: Path,
+    data: tuple[Path, ...],
+    output: Path,
+    sites,
+    skip_invalid,
+    batch_size,
+    device,
+    workers,
+    store_dataset,
+) -> None:
     """Predict with CHECKPOINT for DATA: a dataset file, a CGCNN-style directory or structure files."""
     from ..predict import Predictor
     from ..training.dataset import CrystalDataset, load_dataset
-
     from ..training.trainer import resolve_device
 
     predictor = Predictor.from_checkpoint(checkpoint, device=resolve_device(device))
@@ -325,12 +456,19 @@ def predict(checkpoint: Path, data: tuple[Path, ...], output: Path, sites, skip_
     output.parent.mkdir(parents=True, exist_ok=True)
     index = {sid: k for k, sid in enumerate(map(str, dataset_.ids))}
     targets = dataset_.targets[[index[i] for i in result.ids]]
-    has_targets = predictor.task == "regression" and targets.shape[1] == len(predictor.target_names) and \
-        bool(len(targets)) and bool((targets == targets).all())
+    has_targets = (
+        predictor.task == "regression"
+        and targets.shape[1] == len(predictor.target_names)
+        and bool(len(targets))
+        and bool((targets == targets).all())
+    )
     result.write_csv(output, targets if has_targets else None)
     if sites and result.site_values is None:
-        click.echo(f"No per-site contributions: the model pools with {predictor.model.head.pooling!r}; "
-                   "only 'site' and 'sum' pooling give them.", err=True)
+        click.echo(
+            f"No per-site contributions: the model pools with {predictor.model.head.pooling!r}; "
+            "only 'site' and 'sum' pooling give them.",
+            err=True,
+        )
     if sites and result.site_values is not None:
         with open(sites, "w") as handle:
             handle.write("id,site," + ",".join(predictor.target_names) + "\n")
@@ -340,8 +478,12 @@ def predict(checkpoint: Path, data: tuple[Path, ...], output: Path, sites, skip_
     if skipped:
         _write_skipped(output.with_suffix(".skipped.txt"), skipped)
         click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
-    _write_status(output.parent, "completed", f"predicted {len(result.ids)} structures",
-                  skipped=[asdict(s) for s in skipped])
+    _write_status(
+        output.parent,
+        "completed",
+        f"predicted {len(result.ids)} structures",
+        skipped=[asdict(s) for s in skipped],
+    )
     click.echo(f"Predicted {len(result.ids)} structures -> {output}")
 
 
@@ -349,7 +491,9 @@ def predict(checkpoint: Path, data: tuple[Path, ...], output: Path, sites, skip_
 
 
 @cli.command()
-@click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("demo-run"), show_default=True)
+@click.option(
+    "-o", "--output-dir", type=click.Path(path_type=Path), default=Path("demo-run"), show_default=True
+)
 @click.option("--structures", "n_structures", type=int, default=300, show_default=True)
 @click.option("--epochs", type=int, default=40, show_default=True)
 @_guarded("output_dir")

@@ -24,7 +24,7 @@ from ..errors import InvalidStructureError
 from ..structures import Crystal
 from .crystal_graph import GRAPH_FORMAT_VERSION, CrystalGraph, GraphSettings, build_graph
 
-__all__ = ["Batch", "GraphStore", "build_graph_store", "gather_ranges"]
+__all__ = ["Batch", "GraphStore", "build_graph_store", "edge_capped_batches", "gather_ranges"]
 
 
 def gather_ranges(ptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +33,26 @@ def gather_ranges(ptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.
     counts = ptr[indices + 1] - starts
     offsets = np.cumsum(counts) - counts
     return np.repeat(starts - offsets, counts) + np.arange(counts.sum()), counts
+
+
+def edge_capped_batches(
+    indices: np.ndarray, num_edges: np.ndarray, batch_size: int, max_edges: int | None = None
+) -> list[np.ndarray]:
+    """Split ``indices`` (kept in order) into batches of at most ``batch_size`` crystals and, if
+    given, at most ``max_edges`` edges in all (``num_edges`` is indexed like the store); a crystal
+    with more edges than the cap makes a batch of its own. Capping edges bounds a batch's memory
+    whatever the crystals' sizes (for ALIGNN, line-graph edges are about 12 per edge)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if max_edges is None:
+        return [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
+    cumulative = np.concatenate([[0], np.cumsum(num_edges[indices])])
+    batches, start = [], 0
+    while start < len(indices):
+        stop = int(np.searchsorted(cumulative, cumulative[start] + max_edges, side="right")) - 1
+        stop = min(max(stop, start + 1), start + batch_size)
+        batches.append(indices[start:stop])
+        start = stop
+    return batches
 
 
 @dataclass
@@ -174,10 +194,10 @@ class GraphStore:
         )
 
     def iter_batches(
-        self, indices: np.ndarray, batch_size: int, targets=None, features=None
+        self, indices: np.ndarray, batch_size: int, targets=None, features=None, max_edges: int | None = None
     ) -> Iterator[Batch]:
-        for start in range(0, len(indices), batch_size):
-            yield self.batch(indices[start : start + batch_size], targets, features)
+        for part in edge_capped_batches(indices, self.num_edges, batch_size, max_edges):
+            yield self.batch(part, targets, features)
 
     # --- cache files --------------------------------------------------------------------------
 

@@ -6,11 +6,12 @@ from typing import Any
 
 import torch
 
+from .alignn import ALIGNN
 from .cgcnn import CGCNN
 
 __all__ = ["ARCHITECTURES", "build_model", "model_defaults"]
 
-ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"cgcnn": CGCNN}
+ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"cgcnn": CGCNN, "alignn": ALIGNN}
 
 _CGCNN_DEFAULTS = {
     "atom_fea_len": 64,
@@ -25,11 +26,30 @@ _CGCNN_DEFAULTS = {
     "step": 0.2,
 }
 
+# the ALIGNN paper's sizes (Eqs. 5-10 of the hybridization paper)
+_ALIGNN_DEFAULTS = {
+    "alignn_layers": 4,
+    "gcn_layers": 4,
+    "hidden_features": 256,
+    "embedding_features": 64,
+    "edge_bins": 80,
+    "cutoff": 8.0,
+    "angle_bins": 40,
+    "norm": "batch",
+    "backtracking": True,
+    "pooling": "mean",
+    "h_fea_len": 256,
+    "n_h": 1,
+    "dropout": 0.0,
+}
+
+_DEFAULTS = {"cgcnn": _CGCNN_DEFAULTS, "alignn": _ALIGNN_DEFAULTS}
+
 
 def model_defaults(architecture: str) -> dict[str, Any]:
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
-    return dict(_CGCNN_DEFAULTS)
+    return dict(_DEFAULTS[architecture])
 
 
 def build_model(config: dict[str, Any], atom_table: torch.Tensor) -> torch.nn.Module:

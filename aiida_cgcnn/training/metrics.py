@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics"]
+__all__ = ["classification_metrics", "per_target_metrics", "regression_metrics"]
 
 
 def regression_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -27,6 +27,15 @@ def regression_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, 
         "mae_over_mad": float(np.mean(ratio)),
         "r2": float(np.mean(r2)),
     }
+
+
+def per_target_metrics(
+    prediction: np.ndarray, target: np.ndarray, names: list[str]
+) -> dict[str, dict[str, float]]:
+    """:func:`regression_metrics` of each target column, by name (targets may have different units)."""
+    prediction = np.asarray(prediction, dtype=np.float64).reshape(len(target), -1)
+    target = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
+    return {name: regression_metrics(prediction[:, k], target[:, k]) for k, name in enumerate(names)}
 
 
 def _roc_auc_binary(score: np.ndarray, positive: np.ndarray) -> float:

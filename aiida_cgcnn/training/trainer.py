@@ -23,12 +23,13 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, DatasetError
+from ..graph.batch import edge_capped_batches
 from ..graph.crystal_graph import GraphSettings
 from ..graph.features import atom_feature_table
 from ..models.registry import build_model, model_defaults
 from .checkpoint import load_checkpoint, save_checkpoint
 from .dataset import CrystalDataset, Skipped
-from .metrics import classification_metrics, regression_metrics
+from .metrics import classification_metrics, per_target_metrics, regression_metrics
 from .prepare import prepare_graphs
 
 __all__ = [
@@ -72,6 +73,9 @@ class TrainConfig:
     time_budget, time_margin
         Seconds allowed for the whole run and the margin kept before it: training stops cleanly
         once the next epoch would not finish inside ``time_budget - time_margin``.
+    max_edges_per_batch
+        Also cap the graph edges of a batch (``batch_size`` stays the cap on crystals), so that
+        batches of large cells fit in memory (ALIGNN's line graph has about 12 edges per edge).
     """
 
     epochs: int = 100
@@ -93,6 +97,7 @@ class TrainConfig:
     time_margin: float = 60.0
     grad_clip: float | None = None
     deterministic: bool = False
+    max_edges_per_batch: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -114,6 +119,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be positive"),
             (min(self.train_ratio, self.val_ratio, self.test_ratio) >= 0, "split ratios must be >= 0"),
             (self.train_ratio > 0, "train_ratio must be positive"),
+            ((self.max_edges_per_batch or 1) >= 1, "max_edges_per_batch must be >= 1"),
             (self.train_ratio + self.val_ratio + self.test_ratio <= 1 + 1e-9, "split ratios sum above 1"),
         ]
         for ok, message in checks:
@@ -330,15 +336,17 @@ class Trainer:
         cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
         return cls(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
-    def _scheduler(self, optimizer, steps_per_epoch: int):
+    def _scheduler(self, optimizer, steps_per_epoch: int, epoch_steps: list[int] | None = None):
         c = self.config
-        total = max(c.epochs * steps_per_epoch, 1)
+        # step at which each epoch starts; with an edge cap, epochs differ in their number of batches
+        starts = np.cumsum([0, *(epoch_steps or [steps_per_epoch] * c.epochs)])
+        total = max(int(starts[-1]), 1)
         if c.scheduler == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         if c.scheduler == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=c.lr, total_steps=total)
         if c.scheduler == "step":
-            milestones = [m * steps_per_epoch for m in c.lr_milestones if m < c.epochs]
+            milestones = [int(starts[m]) for m in c.lr_milestones if m < c.epochs]
             return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=c.lr_gamma)
         return None
 
@@ -364,6 +372,18 @@ class Trainer:
         per_rank = len(indices) // self.world  # equal batch counts on every rank, or DDP hangs
         return indices[self.rank :: self.world][:per_rank]
 
+    def _epoch_order(self, train: np.ndarray, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.config.seed, epoch]).permutation(train)
+
+    def _train_batches(self, order: np.ndarray) -> list[np.ndarray]:
+        """This process's batches of an epoch; with an edge cap, the epoch is cut into batches
+        first and the batches are shared out (equal counts on every rank, or DDP hangs)."""
+        c, edges = self.config, self.prepared.graphs.num_edges
+        if c.max_edges_per_batch is None:
+            return edge_capped_batches(self._shard(order), edges, c.batch_size)
+        batches = edge_capped_batches(order, edges, c.batch_size, c.max_edges_per_batch)
+        return batches[self.rank :: self.world][: len(batches) // self.world] if self.world > 1 else batches
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, indices: np.ndarray, batch_size: int | None = None):
         """Predictions and metrics of ``model`` on the structures at ``indices``."""
@@ -371,7 +391,11 @@ class Trainer:
         model.eval()
         outputs = []
         for batch in self.prepared.graphs.iter_batches(
-            indices, batch_size or self.config.batch_size, data.targets, data.features
+            indices,
+            batch_size or self.config.batch_size,
+            data.targets,
+            data.features,
+            max_edges=self.config.max_edges_per_batch,
         ):
             out = model(batch.to(self.device)).prediction
             outputs.append(torch.softmax(out, -1) if self.classification else out)
@@ -384,7 +408,12 @@ class Trainer:
         return prediction, regression_metrics(prediction, target)
 
     def _is_better(self, metrics: dict, best: float | None) -> tuple[bool, float]:
-        score = -metrics["accuracy"] if self.classification else metrics["mae"]
+        if self.classification:
+            score = -metrics["accuracy"]
+        elif self.prepared.dataset.targets.shape[1] > 1 and np.isfinite(metrics["mae_over_mad"]):
+            score = metrics["mae_over_mad"]  # targets in different units: compare unit-free errors
+        else:
+            score = metrics["mae"]
         return (best is None or score < best), score
 
     def fit(self) -> TrainResult:
@@ -399,7 +428,11 @@ class Trainer:
         model = self._build_model(split["train"])
         optimizer = self._optimizer(model)
         steps_per_epoch = max(math.ceil(len(self._shard(split["train"])) / c.batch_size), 1)
-        scheduler = self._scheduler(optimizer, steps_per_epoch)
+        epoch_steps = None
+        if c.max_edges_per_batch is not None:
+            train = split["train"]
+            epoch_steps = [len(self._train_batches(self._epoch_order(train, e))) for e in range(c.epochs)]
+        scheduler = self._scheduler(optimizer, steps_per_epoch, epoch_steps)
         history: list[dict[str, Any]] = []
         best_score: float | None = None
         best_epoch = -1
@@ -444,10 +477,9 @@ class Trainer:
                     break
             train_model.train()
             torch.manual_seed(c.seed * 100003 + epoch)
-            order = np.random.default_rng([c.seed, epoch]).permutation(split["train"])
-            order = self._shard(order)
             total_loss, n_seen = 0.0, 0
-            for batch in self.prepared.graphs.iter_batches(order, c.batch_size, data.targets, data.features):
+            for indices in self._train_batches(self._epoch_order(split["train"], epoch)):
+                batch = self.prepared.graphs.batch(indices, data.targets, data.features)
                 batch = batch.to(self.device, non_blocking=True)
                 output = train_model(batch)
                 loss = self._loss(model, output, batch)
@@ -588,6 +620,10 @@ class Trainer:
                 if len(split[part]):
                     prediction, part_metrics = self.evaluate(model, split[part])
                     metrics[part] = part_metrics
+                    if not self.classification and len(data.target_names) > 1:
+                        metrics.setdefault("per_target", {})[part] = per_target_metrics(
+                            prediction, data.targets[split[part]], list(data.target_names)
+                        )
                     if part == "test":
                         self._write_predictions(split[part], prediction)
             # the best checkpoint carries the final metrics too

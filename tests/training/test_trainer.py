@@ -444,3 +444,23 @@ def test_per_site_pooling_trains(tmp_path, dataset, pooling):
     reduce = np.sum if pooling == "sum" else np.mean
     for value, sites in zip(prediction.values, prediction.site_values, strict=True):
         np.testing.assert_allclose(reduce(sites, axis=0), value, rtol=1e-5, atol=1e-6)
+
+
+def test_two_targets_in_different_units_get_their_own_metrics(dataset, tmp_path):
+    """U in kJ/mol and a target a thousand times smaller: the averaged metrics would hide the small
+    one, so each target has its own, and the best epoch is chosen on the unit-free MAE/MAD."""
+    crystals = list(dataset.crystals())
+    energy = dataset.targets[:, 0]
+    targets = np.stack([energy * 1000.0, energy], axis=1)
+    two = type(dataset).from_crystals(crystals, targets, ["U", "small"], ["kJ/mol", "eV"])
+    result = Trainer(two, tmp_path, model_config=SMALL_MODEL, train_config=QUICK, progress=False).fit()
+    per_target = result.metrics["per_target"]
+    assert set(per_target) == {"train", "val", "test"}
+    for part, metrics in per_target.items():
+        assert set(metrics) == {"U", "small"}
+        combined = result.metrics[part]
+        assert combined["mae"] == pytest.approx((metrics["U"]["mae"] + metrics["small"]["mae"]) / 2)
+        assert metrics["U"]["mad"] == pytest.approx(1000 * metrics["small"]["mad"])
+    history = load_checkpoint(result.best_checkpoint)["history"]
+    best = min(history, key=lambda r: r["val_mae_over_mad"])
+    assert result.metrics["best_epoch"] == best["epoch"]
