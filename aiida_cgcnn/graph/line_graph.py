@@ -3,7 +3,7 @@
 Crystal-graph edges point from neighbour ``a`` (``src``) to centre ``b`` (``dst``) and carry
 ``vectors`` = position of ``a``'s image minus position of ``b``. A line-graph edge joins bond
 ``e1 = a→b`` to bond ``e2 = b→c`` whenever ``dst(e1) == src(e2)``: the message of e1 flows into e2,
-through the atom ``b`` they share, and the edge feature is the cosine of the bond angle a–b–c,
+through the atom ``b`` they share, and the edge feature is the cosine of the bond angle a–b–c::
 
     cos θ_abc = (r_a − r_b)·(r_c − r_b) / (|r_a − r_b| |r_c − r_b|) = −vec(e1)·vec(e2) / (|e1| |e2|),
 
@@ -23,8 +23,9 @@ Why per batch, and not cached
 -----------------------------
 A crystal with E bonds of degree k has about k·E line-graph edges (12× the crystal graph): cached
 on disk it would be an order of magnitude larger than the graph cache, while building it for a batch
-is a handful of vectorised operations (sort, repeat, gather) that cost ~1% of ALIGNN's forward and
-backward pass (see ``docs/alignn.md``). So ALIGNN builds it for each batch, on the batch's device,
+is a handful of vectorised operations (sort, repeat, gather) that cost well under 1% of ALIGNN's
+forward and backward pass (0.03-0.1% on one CPU thread at the paper's sizes; see
+``docs/alignn.md``). So ALIGNN builds it for each batch, on the batch's device,
 and nothing else (CGCNN) ever pays for it.
 """
 
