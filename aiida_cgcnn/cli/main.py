@@ -390,7 +390,9 @@ def train(
         skipped=[asdict(s) for s in result.skipped],
     )
     test = result.metrics.get("test", {})
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in test.items())
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if isinstance(v, float))
+    for target, metrics in test.get("per_target", {}).items():
+        summary += f"; {target}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
     click.echo(
         f"{message}; best checkpoint {result.best_checkpoint}" + (f"; test {summary}" if summary else "")
     )

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..training.dataset import CrystalDataset
-from ..training.metrics import classification_metrics, regression_metrics
+from ..training.metrics import classification_metrics, per_target_metrics, regression_metrics
 
 __all__ = ["BaselineResult", "per_target_metrics", "random_forest_baseline", "split_from_checkpoint"]
 
@@ -31,12 +31,6 @@ class BaselineResult:
     test_indices: np.ndarray
     test_predictions: np.ndarray
     models: list[Any]
-
-
-def per_target_metrics(prediction: np.ndarray, target: np.ndarray, names: list[str]) -> dict[str, dict]:
-    """:func:`regression_metrics` of each target column separately."""
-    prediction = np.asarray(prediction).reshape(len(target), -1)
-    return {name: regression_metrics(prediction[:, j], target[:, j]) for j, name in enumerate(names)}
 
 
 def split_from_checkpoint(path: str | os.PathLike, dataset: CrystalDataset) -> dict[str, np.ndarray]:

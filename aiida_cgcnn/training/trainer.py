@@ -621,7 +621,7 @@ class Trainer:
                     prediction, part_metrics = self.evaluate(model, split[part])
                     metrics[part] = part_metrics
                     if not self.classification and len(data.target_names) > 1:
-                        metrics.setdefault("per_target", {})[part] = per_target_metrics(
+                        part_metrics["per_target"] = per_target_metrics(
                             prediction, data.targets[split[part]], list(data.target_names)
                         )
                     if part == "test":
