@@ -39,6 +39,12 @@ class PhononRecord:
     numbers: np.ndarray
     properties: PhononProperties
 
+    def to_atoms(self):
+        """The primitive cell as ASE ``Atoms``."""
+        from ase import Atoms
+
+        return Atoms(numbers=self.numbers, cell=self.lattice, scaled_positions=self.frac_coords, pbc=True)
+
 
 def target_names(temperatures_k: Sequence[float]) -> list[str]:
     """``["U", "Cv"]`` at one temperature (as phonondb's 300 K table), else ``U_300K``, ``Cv_300K``, ...
