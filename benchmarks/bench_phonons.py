@@ -8,6 +8,7 @@ Stages (each reads what the previous wrote under ``--work``; run them in order):
     python benchmarks/bench_phonons.py train     # de-CGCNN (sum pooling, all 28 descriptors), U and Cv
     python benchmarks/bench_phonons.py compare   # work chain: DFT force sets, then CHGNet, same materials
     python benchmarks/bench_phonons.py report    # benchmarks/results/phonons.json
+    python benchmarks/bench_phonons.py timing    # time per material at the dataset's cell sizes
 
 Held out from training: every material with a force-set archive in ``../shared/data/phonondb/forcesets``
 and the trainer's 20 % test split. The work chain runs on the archives (DFT reference: their force
@@ -347,6 +348,44 @@ def _plain_chgnet_timing(table: dict, ids: list[str], fmax: float, min_length: f
     return {"median": float(np.median(values)), "mean": float(np.mean(values)), "seconds": seconds}
 
 
+def timing(args) -> None:
+    """Time per material at the sizes of the dataset, not only the small cells of ``compare``: for
+    test-split materials at quantiles of phonondb's primitive-cell sizes, plain CHGNet + phonopy
+    (:func:`calculate_phonons`, no AiiDA, same settings) against the hybrid model."""
+    data = require_data()
+    work = Path(args.work)
+    table = _table(data)
+    with open(work / "de-cgcnn" / "test_predictions.csv") as handle:
+        test_ids = [row["id"] for row in csv.DictReader(handle)]
+    sizes = np.array([table[i]["natoms"] for i in test_ids])
+    quantiles = [0.25, 0.5, 0.75, 0.9]
+    picks = []
+    for q in quantiles:
+        target = np.quantile(sizes, q)
+        order = np.argsort(np.abs(sizes - target), kind="stable")
+        picks.append(next(test_ids[k] for k in order if test_ids[k] not in picks))
+    chgnet = _plain_chgnet_timing(table, picks, args.fmax, args.min_length)
+    model = _model_timing(work, table, picks)
+    rows = {i: {"natoms": table[i]["natoms"], "chgnet_phonopy_s": chgnet["seconds"][i]} for i in picks}
+    for i, q in zip(picks, quantiles, strict=True):
+        print(
+            f"{i}: {table[i]['natoms']} atoms (quantile {q}), "
+            f"CHGNet + phonopy {rows[i]['chgnet_phonopy_s']:.1f} s"
+        )
+    print(f"hybrid model: {model['single_seconds_per_material']:.4f} s per material one by one")
+    write_results(
+        "phonons_timing",
+        {
+            "quantiles": quantiles,
+            "materials": rows,
+            "hybrid": model,
+            "chgnet_phonopy": chgnet,
+            "fmax": args.fmax,
+            "min_supercell_length": args.min_length,
+        },
+    )
+
+
 def report(args) -> None:
     data = require_data()
     work = Path(args.work)
@@ -485,7 +524,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("stage", choices=["prepare", "train", "compare", "report"])
+    parser.add_argument("stage", choices=["prepare", "train", "compare", "report", "timing"])
     parser.add_argument("--work", default="runs/phonons", help="Working folder [runs/phonons].")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=150)
@@ -506,7 +545,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    {"prepare": prepare, "train": train, "compare": compare, "report": report}[args.stage](args)
+    {"prepare": prepare, "train": train, "compare": compare, "report": report, "timing": timing}[args.stage](
+        args
+    )
 
 
 if __name__ == "__main__":
