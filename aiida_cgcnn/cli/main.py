@@ -372,7 +372,13 @@ def train(
         atom_properties=config.get("atom_properties"),
         skipped=skipped,
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        import torch.distributed
+
+        if torch.distributed.is_initialized():  # live gloo/NCCL threads abort the process at exit
+            torch.distributed.destroy_process_group()
     if trainer.rank != 0:
         return
     _write_skipped(output_dir / "skipped.txt", result.skipped)
