@@ -12,6 +12,26 @@ from aiida_cgcnn.models.registry import build_model
 from aiida_cgcnn.predict import Predictor
 
 SMALL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
+#: A small ALIGNN: every part of the model, a fraction of the paper's width.
+SMALL_ALIGNN = {
+    "architecture": "alignn",
+    "alignn_layers": 2,
+    "gcn_layers": 1,
+    "hidden_features": 16,
+    "embedding_features": 8,
+    "edge_bins": 24,
+    "angle_bins": 12,
+    "h_fea_len": 16,
+}
+#: a handful of real JARVIS structures of different shapes and sizes
+REAL_IDS = [
+    "POSCAR-JVASP-64906.vasp",
+    "POSCAR-JVASP-10.vasp",
+    "POSCAR-JVASP-97570.vasp",
+    "POSCAR-JVASP-14014.vasp",
+    "POSCAR-JVASP-86205.vasp",
+    "POSCAR-JVASP-1372.vasp",
+]
 
 
 def batch_of(crystals, settings: GraphSettings = GraphSettings()) -> Batch:
@@ -19,12 +39,27 @@ def batch_of(crystals, settings: GraphSettings = GraphSettings()) -> Batch:
     return store.batch(np.arange(len(store)))
 
 
-def small_model(seed: int = 0, warm_batch: Batch | None = None, **config) -> torch.nn.Module:
-    """A small CGCNN with random weights, non-trivial target scaling and (optionally) batch-norm
-    running statistics taken from ``warm_batch``; returned in eval mode."""
+def real_crystals_of(dataset) -> list:
+    """The :data:`REAL_IDS` crystals of the JARVIS sample dataset."""
+    index = {str(sid): k for k, sid in enumerate(dataset.ids)}
+    return [dataset.crystal(index[sid]) for sid in REAL_IDS]
+
+
+def predict(model, crystals) -> torch.Tensor:
+    with torch.no_grad():
+        return model(batch_of(crystals)).prediction
+
+
+def small_model(
+    seed: int = 0, warm_batch: Batch | None = None, base: dict | None = None, **config
+) -> torch.nn.Module:
+    """A small model (CGCNN, or the architecture of ``base``, e.g. :data:`SMALL_ALIGNN`) with random
+    weights, non-trivial target scaling and (optionally) batch-norm running statistics taken from
+    ``warm_batch``; returned in eval mode."""
     torch.manual_seed(seed)
     classification = config.get("classification", False)
-    model = build_model({"architecture": "cgcnn", **SMALL, **config}, atom_feature_table())
+    base = {"architecture": "cgcnn", **SMALL} if base is None else base
+    model = build_model({**base, **config}, atom_feature_table())
     if not classification:
         n = config.get("out_features", 1)
         model.head.set_normalisation(torch.full((n,), 1.5), torch.full((n,), 0.7))

@@ -26,54 +26,20 @@ from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
 from tests.builders import crystal, random_rotation, supercell
 from tests.cli.helpers import cli
-from tests.models.helpers import batch_of
+from tests.models.helpers import SMALL_ALIGNN, batch_of, predict, real_crystals_of, small_model
 
-#: A small ALIGNN: every part of the model, a fraction of the paper's width.
-SMALL_ALIGNN = {
-    "architecture": "alignn",
-    "alignn_layers": 2,
-    "gcn_layers": 1,
-    "hidden_features": 16,
-    "embedding_features": 8,
-    "edge_bins": 24,
-    "angle_bins": 12,
-    "h_fea_len": 16,
-}
-IDS = [
-    "POSCAR-JVASP-64906.vasp",
-    "POSCAR-JVASP-10.vasp",
-    "POSCAR-JVASP-97570.vasp",
-    "POSCAR-JVASP-14014.vasp",
-    "POSCAR-JVASP-86205.vasp",
-    "POSCAR-JVASP-1372.vasp",
-]
 DATA = Path(__file__).parent / "data"
 
 
 def small_alignn(seed: int = 0, warm_batch=None, **config) -> ALIGNN:
     """A small ALIGNN with random weights, target scaling and (optionally) batch-norm statistics
     from ``warm_batch``; in eval mode."""
-    torch.manual_seed(seed)
-    model = build_model({**SMALL_ALIGNN, **config}, atom_feature_table())
-    if not config.get("classification"):
-        model.head.set_normalisation(torch.tensor([1.5]), torch.tensor([0.7]))
-    if warm_batch is not None:
-        model.train()
-        with torch.no_grad():
-            for _ in range(3):
-                model(warm_batch)
-    return model.eval()
+    return small_model(seed, warm_batch, base=SMALL_ALIGNN, **config)
 
 
 @pytest.fixture(scope="module")
 def real_crystals(jarvis_dataset):
-    index = {str(sid): k for k, sid in enumerate(jarvis_dataset.ids)}
-    return [jarvis_dataset.crystal(index[sid]) for sid in IDS]
-
-
-def predict(model, crystals) -> torch.Tensor:
-    with torch.no_grad():
-        return model(batch_of(crystals)).prediction
+    return real_crystals_of(jarvis_dataset)
 
 
 # --- the fused functions are the equations -----------------------------------------------------
@@ -323,19 +289,24 @@ def test_prediction_from_a_checkpoint_trained_elsewhere():
     assert predictor.model.workspace is not None and predictor.units == [expected["unit"]]
 
 
-def test_classification_and_descriptor_hybrid(small_jarvis, tmp_path):
-    # band gap above 0.5 eV as a class, and three extra per-structure features through the shared head
-    data = small_jarvis.subset(np.arange(len(small_jarvis)))
-    data.targets = (data.targets > 0.5).astype(np.float64)
-    data.task, data.classes = "classification", ["metal", "gap"]
-    result = Trainer(
-        data,
-        tmp_path / "cls",
+def train_small(dataset, output_dir):
+    """Two epochs of the small ALIGNN on CPU."""
+    return Trainer(
+        dataset,
+        output_dir,
         model_config=SMALL_ALIGNN,
         train_config={"epochs": 2, "batch_size": 8},
         device="cpu",
         progress=False,
     ).fit()
+
+
+def test_classification_and_descriptor_hybrid(small_jarvis, tmp_path):
+    # band gap above 0.5 eV as a class, and three extra per-structure features through the shared head
+    data = small_jarvis.subset(np.arange(len(small_jarvis)))
+    data.targets = (data.targets > 0.5).astype(np.float64)
+    data.task, data.classes = "classification", ["metal", "gap"]
+    result = train_small(data, tmp_path / "cls")
     probabilities = Predictor.from_checkpoint(result.best_checkpoint).predict(data).values
     assert probabilities.shape == (len(data), 2)
     np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
@@ -344,14 +315,7 @@ def test_classification_and_descriptor_hybrid(small_jarvis, tmp_path):
         float
     )
     hybrid.feature_names = ["n", "sqrt_n", "k"]
-    result = Trainer(
-        hybrid,
-        tmp_path / "hybrid",
-        model_config=SMALL_ALIGNN,
-        train_config={"epochs": 2, "batch_size": 8},
-        device="cpu",
-        progress=False,
-    ).fit()
+    result = train_small(hybrid, tmp_path / "hybrid")
     predictor = Predictor.from_checkpoint(result.best_checkpoint)
     assert predictor.model.head.extra_features == 3
     with pytest.raises(ValueError, match="features"):

@@ -8,28 +8,12 @@ import torch
 
 from aiida_cgcnn.structures import Crystal
 from tests.builders import crystal, random_rotation, rocksalt_conventional, rocksalt_primitive, supercell
-from tests.models.helpers import batch_of, small_model
-
-# a handful of real JARVIS structures of different shapes and sizes
-IDS = [
-    "POSCAR-JVASP-64906.vasp",
-    "POSCAR-JVASP-10.vasp",
-    "POSCAR-JVASP-97570.vasp",
-    "POSCAR-JVASP-14014.vasp",
-    "POSCAR-JVASP-86205.vasp",
-    "POSCAR-JVASP-1372.vasp",
-]
+from tests.models.helpers import batch_of, predict, real_crystals_of, small_model
 
 
 @pytest.fixture(scope="module")
 def real_crystals(jarvis_dataset):
-    index = {str(sid): k for k, sid in enumerate(jarvis_dataset.ids)}
-    return [jarvis_dataset.crystal(index[sid]) for sid in IDS]
-
-
-def predict(model, crystals) -> torch.Tensor:
-    with torch.no_grad():
-        return model(batch_of(crystals)).prediction
+    return real_crystals_of(jarvis_dataset)
 
 
 def permuted(c: Crystal, rng) -> Crystal:

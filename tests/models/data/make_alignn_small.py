@@ -4,7 +4,7 @@ JARVIS band gaps, and the predictions it made there for five structures (stored 
 ``tests/models/test_alignn.py`` loads the checkpoint on CPU and must reproduce these predictions:
 a model trained elsewhere (another process, machine or version) predicts the same here.
 
-    python tests/models/data/make_alignn_small.py
+    python -m tests.models.data.make_alignn_small   # from the repository root
 """
 
 from __future__ import annotations
@@ -20,18 +20,10 @@ from aiida_cgcnn.predict import Predictor
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.public_data import shared_data_dir
 from aiida_cgcnn.training.trainer import Trainer
+from tests.models.helpers import SMALL_ALIGNN
 
 HERE = Path(__file__).parent
-CONFIG = {
-    "architecture": "alignn",
-    "alignn_layers": 2,
-    "gcn_layers": 1,
-    "hidden_features": 16,
-    "embedding_features": 8,
-    "edge_bins": 24,
-    "angle_bins": 12,
-    "h_fea_len": 16,
-}
+CONFIG = SMALL_ALIGNN
 
 
 def main() -> None:
