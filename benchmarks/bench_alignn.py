@@ -61,30 +61,20 @@ from aiida_cgcnn.graph.features import atom_feature_table
 from aiida_cgcnn.graph.line_graph import line_graph
 from aiida_cgcnn.models.registry import build_model, model_defaults
 from aiida_cgcnn.structures import Crystal, validate_crystal
+from aiida_cgcnn.training.public_data import phonondb_crystal
 
 LARGEST = 4  # phonondb's largest primitive cells (200, 192, 189, 184 atoms)
 
 
 def largest_phonondb_cells(count: int) -> list[Crystal]:
     """The ``count`` largest primitive cells of phonondb (stable or not: only the structure matters)."""
-    from pymatgen.core.periodic_table import Element
-
     records = []
     with gzip.open(require_data() / "phonondb/phonondb-300K.jsonl.gz", "rt") as handle:
         for line in handle:
             record = json.loads(line)
             records.append((record["natoms"], record["mp_id"], record))
     records.sort(key=lambda r: (-r[0], r[1]))
-    crystals = []
-    for _, sid, record in records[:count]:
-        crystal = Crystal(
-            sid,
-            np.array(record["lattice"], dtype=np.float64),
-            np.array(record["frac_coords"], dtype=np.float64),
-            np.array([Element(s).Z for s in record["species"]], dtype=np.int64),
-        )
-        crystals.append(validate_crystal(crystal))
-    return crystals
+    return [validate_crystal(phonondb_crystal(record)) for *_, record in records[:count]]
 
 
 def paper_model(seed: int = 0) -> nn.Module:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import require_data, write_results
 
 from aiida_cgcnn.phonons.compare import compare_values
+from aiida_cgcnn.training.public_data import phonondb_crystal
 
 EXECUTABLE = str(Path(sys.executable).parent / "aiida-cgcnn")
 
@@ -124,12 +125,28 @@ def _import_archives(archives: dict[str, Path]):
     return {mp.replace("-", "_"): import_phonopy_calculation(path) for mp, path in archives.items()}
 
 
-def _run(builder):
+def _run(builder, *namespaces: str) -> tuple[dict, dict]:
+    """Run the work chain; its record for compare.json (with the dicts of the output ``namespaces``)
+    and its outputs."""
     from aiida.engine import run_get_node
 
     start = time.time()
     results, node = run_get_node(builder)
-    return results, node, time.time() - start
+    record = {
+        "pk": node.pk,
+        "exit_status": node.exit_status,
+        "seconds": time.time() - start,
+        "reference_seconds": _reference_seconds(node),
+        "comparison": results["comparison"].get_dict(),
+    }
+    for namespace in namespaces:
+        record[namespace] = {k: v.get_dict() for k, v in results.get(namespace, {}).items()}
+    return record, results
+
+
+def _structure(record: dict):
+    """A phonondb table record's primitive cell as a pymatgen ``Structure``."""
+    return phonondb_crystal(record).to_pymatgen()
 
 
 def _builder(model, temperatures, phonopy, engine=None, structures=None, phonopy_data=None, label=""):
@@ -205,7 +222,6 @@ def _reference_seconds(node) -> dict[str, float]:
 def compare(args) -> None:
     """The work chain with DFT force sets, then with CHGNet, on the held-out materials."""
     from aiida import load_profile, orm
-    from pymatgen.core import Lattice, Structure
 
     from aiida_cgcnn.data.model import ModelData
 
@@ -219,16 +235,10 @@ def compare(args) -> None:
 
     # 1. DFT force sets (phonondb archives): reference = phonopy on the DFT forces, NAC where BORN exists
     dft_data = _import_archives(archives)
-    results, node, seconds = _run(
+    out["runs"]["dft"], results = _run(
         _builder(model, [300.0], {"mesh": 50.0}, phonopy_data=dft_data, label="phonondb force sets")
     )
-    out["runs"]["dft"] = {
-        "pk": node.pk,
-        "exit_status": node.exit_status,
-        "seconds": seconds,
-        "reference_seconds": _reference_seconds(node),
-        "comparison": results["comparison"].get_dict(),
-    }
+    seconds = out["runs"]["dft"]["seconds"]
     print(f"DFT force sets: {results['comparison']['n_compared']} compared in {seconds:.0f} s")
 
     # 2. CHGNet on the same set-ups (DFT's supercell and primitive matrices), relaxed by CHGNet first
@@ -237,7 +247,7 @@ def compare(args) -> None:
         "kwargs": {"use_device": "cpu", "on_isolated_atoms": "warn"},
         "relax": {"fmax": args.fmax, "steps": 500, "cell": True},
     }
-    results, node, seconds = _run(
+    out["runs"]["chgnet_archives"], results = _run(
         _builder(
             model,
             [300.0],
@@ -245,16 +255,10 @@ def compare(args) -> None:
             engine=engine,
             phonopy_data=dft_data,
             label="CHGNet on phonondb set-ups",
-        )
+        ),
+        "references",
     )
-    out["runs"]["chgnet_archives"] = {
-        "pk": node.pk,
-        "exit_status": node.exit_status,
-        "seconds": seconds,
-        "reference_seconds": _reference_seconds(node),
-        "comparison": results["comparison"].get_dict(),
-        "references": {k: v.get_dict() for k, v in results.get("references", {}).items()},
-    }
+    seconds = out["runs"]["chgnet_archives"]["seconds"]
     print(f"CHGNet (archives): {results['comparison']['n_compared']} compared in {seconds:.0f} s")
 
     # 3. CHGNet on further held-out materials of the model's test split (phonondb primitive cells,
@@ -269,13 +273,11 @@ def compare(args) -> None:
     chosen = sorted(rng.permutation(candidates)[: args.extra].tolist())
     structures = {}
     for mp in chosen:
-        record = table[mp]
-        structure = Structure(Lattice(record["lattice"]), record["species"], record["frac_coords"])
-        node_ = orm.StructureData(pymatgen=structure)
+        node_ = orm.StructureData(pymatgen=_structure(table[mp]))
         node_.label = mp
         structures[mp.replace("-", "_")] = node_
     phonopy = {"mesh": 50.0, "min_supercell_length_angstrom": args.min_length}
-    results, node, seconds = _run(
+    out["runs"]["chgnet_test"], results = _run(
         _builder(
             model,
             [300.0],
@@ -283,31 +285,22 @@ def compare(args) -> None:
             engine=engine,
             structures=structures,
             label="CHGNet on test-split materials",
-        )
+        ),
+        "references",
+        "predictions",
     )
-    out["runs"]["chgnet_test"] = {
-        "pk": node.pk,
-        "exit_status": node.exit_status,
-        "seconds": seconds,
-        "reference_seconds": _reference_seconds(node),
-        "comparison": results["comparison"].get_dict(),
-        "references": {k: v.get_dict() for k, v in results.get("references", {}).items()},
-        "predictions": {k: v.get_dict() for k, v in results.get("predictions", {}).items()},
-    }
+    seconds = out["runs"]["chgnet_test"]["seconds"]
     print(f"CHGNet (test split): {results['comparison']['n_compared']} compared in {seconds:.0f} s")
     (work / "compare.json").write_text(json.dumps(out, indent=1, default=float))
 
 
 def _model_timing(work: Path, table: dict, ids: list[str]) -> dict:
     """Seconds per material of the hybrid model (descriptors + graph + network), one process."""
-    from pymatgen.core import Lattice, Structure
 
     from aiida_cgcnn.predict import Predictor
 
     predictor = Predictor.from_checkpoint(work / "de-cgcnn" / "best.pt")
-    structures = [
-        Structure(Lattice(table[i]["lattice"]), table[i]["species"], table[i]["frac_coords"]) for i in ids
-    ]
+    structures = [_structure(table[i]) for i in ids]
     predictor.predict(structures[:2], ids=ids[:2], workers=1)  # warm-up
     start = time.perf_counter()
     predictor.predict(structures, ids=ids, workers=1)
@@ -324,7 +317,6 @@ def _plain_chgnet_timing(table: dict, ids: list[str], fmax: float, min_length: f
     of the work chain runs: relaxation, supercells of at least ``min_length`` Å, mesh 50), for the
     provenance-free cost next to the work chain's."""
     from chgnet.model.dynamics import CHGNetCalculator
-    from pymatgen.core import Lattice, Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from aiida_cgcnn.phonons import PhononSettings, calculate_phonons
@@ -332,7 +324,7 @@ def _plain_chgnet_timing(table: dict, ids: list[str], fmax: float, min_length: f
     settings = PhononSettings(min_supercell_length_angstrom=min_length, mesh=50.0)
     seconds = {}
     for i in ids:
-        structure = Structure(Lattice(table[i]["lattice"]), table[i]["species"], table[i]["frac_coords"])
+        structure = _structure(table[i])
         start = time.perf_counter()
         calculator = CHGNetCalculator(use_device="cpu", on_isolated_atoms="warn")
         calculate_phonons(

@@ -21,6 +21,7 @@ from ..structures import Crystal
 from .dataset import CrystalDataset, Skipped
 
 __all__ = [
+    "phonondb_crystal",
     "read_castelli_perovskites",
     "read_matcalc_structures",
     "read_phonondb_thermal",
@@ -138,12 +139,24 @@ def read_castelli_perovskites(
     )
 
 
+def phonondb_crystal(record: dict) -> Crystal:
+    """The primitive cell of one phonondb table record (``mp_id``, ``lattice``, ``frac_coords``,
+    ``species``), not yet validated."""
+    from pymatgen.core.periodic_table import Element
+
+    return Crystal(
+        record["mp_id"],
+        np.array(record["lattice"], dtype=np.float64),
+        np.array(record["frac_coords"], dtype=np.float64),
+        np.array([Element(s).Z for s in record["species"]], dtype=np.int64),
+    )
+
+
 def read_phonondb_thermal(
     path: str | os.PathLike, min_freq_thz: float = -0.5, limit: int | None = None
 ) -> tuple[CrystalDataset, list[Skipped]]:
     """Read phonondb's 300 K table: primitive cells with U (kJ/mol) and Cv (J/(K·mol)) per mole of
     primitive cells; dynamically unstable materials (lowest frequency below ``min_freq_thz``) are left out."""
-    from pymatgen.core.periodic_table import Element
 
     from ..errors import InvalidStructureError
     from ..structures import validate_crystal
@@ -159,13 +172,7 @@ def read_phonondb_thermal(
                 skipped.append(Skipped(sid, f"unstable: lowest frequency {record['min_freq_THz']:.2f} THz"))
                 continue
             try:
-                crystal = Crystal(
-                    sid,
-                    np.array(record["lattice"], dtype=np.float64),
-                    np.array(record["frac_coords"], dtype=np.float64),
-                    np.array([Element(s).Z for s in record["species"]], dtype=np.int64),
-                )
-                crystals.append(validate_crystal(crystal))
+                crystals.append(validate_crystal(phonondb_crystal(record)))
                 values.append([record["U_kJmol"], record["Cv_JKmol"]])
             except InvalidStructureError as error:
                 skipped.append(Skipped(sid, str(error)))
