@@ -34,6 +34,17 @@ from .heads import Head, HeadOutput
 __all__ = ["ALIGNN", "ALIGNNLayer", "Dense", "EdgeGatedConv", "Embedding", "rbf_expansion"]
 
 NORMS = ("batch", "layer")
+PRECISIONS = {"float32": None, "bfloat16-mixed": torch.bfloat16}
+"""``precision`` settings: the type of the matrix products' factors (None: the weights' own)."""
+
+
+def _linear(layer: nn.Linear, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``layer(x)``, with the product's factors in ``dtype`` (rounded; the result and the bias in
+    ``x``'s type), or as is."""
+    if dtype is None or dtype == x.dtype:
+        return layer(x)
+    out = nn.functional.linear(x.to(dtype), layer.weight.to(dtype)).to(x.dtype)
+    return out if layer.bias is None else out + layer.bias
 
 
 def _norm(kind: str, features: int) -> nn.Module:
@@ -52,14 +63,16 @@ class Dense(nn.Module):
         self.linear = nn.Linear(in_features, out_features)
         self.norm = _norm(norm, out_features)
         self.workspace_name = "dense"  # its arrays' label in a Workspace (set by ALIGNN)
+        self.matmul_dtype: torch.dtype | None = None  # set by ALIGNN's precision
 
     def forward(self, x: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
-        if workspace is None or not isinstance(self.norm, nn.BatchNorm1d):
+        if workspace is None:
             return self.reference(x)
-        return dense_norm_silu(self.linear(x), self.norm, workspace, self.workspace_name)
+        y = _linear(self.linear, x, self.matmul_dtype)
+        return dense_norm_silu(y, self.norm, workspace, self.workspace_name)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.silu(self.norm(self.linear(x)))
+        return nn.functional.silu(self.norm(_linear(self.linear, x, self.matmul_dtype)))
 
 
 class Embedding(nn.Module):
@@ -109,6 +122,7 @@ class EdgeGatedConv(nn.Module):
         self.norm_nodes = _norm(norm, features)
         self.norm_edges = _norm(norm, features) if update_edges else None
         self.workspace_name = "conv"  # its arrays' label in a Workspace (set by ALIGNN)
+        self.matmul_dtype: torch.dtype | None = None  # set by ALIGNN's precision
 
     def forward(
         self,
@@ -120,12 +134,13 @@ class EdgeGatedConv(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Updated node vectors ``h`` (n, F) and edge vectors ``e`` (m, F) (None if not updated).
 
-        With batch norm and a ``workspace`` the edge side runs as one autograd function
+        With a ``workspace`` the edge side runs as one autograd function
         (:func:`~aiida_cgcnn.models.alignn_ops.gated_edges`); otherwise as :meth:`reference`.
         """
-        if workspace is None or not isinstance(self.norm_nodes, nn.BatchNorm1d):
+        if workspace is None:
             return self.reference(h, e, src, dst)
-        gate_self, gate_neighbour, message, update_self = self.node_linear(h).chunk(4, dim=1)
+        nodes = _linear(self.node_linear, h, self.matmul_dtype)
+        gate_self, gate_neighbour, message, update_self = nodes.chunk(4, dim=1)
         numerator, denominator, *e_new = gated_edges(
             gate_self,
             gate_neighbour,
@@ -137,6 +152,7 @@ class EdgeGatedConv(nn.Module):
             self.norm_edges,
             workspace,
             self.workspace_name,
+            self.matmul_dtype,
         )
         h = h + nn.functional.silu(self.norm_nodes(update_self + numerator / (denominator + 1e-6)))
         return h, (e_new[0] if e_new else None)
@@ -145,12 +161,10 @@ class EdgeGatedConv(nn.Module):
         self, h: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The equations as written, with autograd (the fused path is tested against this)."""
-        gate_self, gate_neighbour, message, update_self = self.node_linear(h).chunk(4, dim=1)
-        m = torch.addmm(
-            gate_self.index_select(0, dst) + gate_neighbour.index_select(0, src),
-            e,
-            self.edge_linear.weight.t(),
-        )
+        nodes = _linear(self.node_linear, h, self.matmul_dtype)
+        gate_self, gate_neighbour, message, update_self = nodes.chunk(4, dim=1)
+        m = gate_self.index_select(0, dst) + gate_neighbour.index_select(0, src)
+        m = m + _linear(self.edge_linear, e, self.matmul_dtype)
         sigma = torch.sigmoid(m)
         numerator = h.new_zeros(h.shape).index_add_(0, dst, sigma * message.index_select(0, src))
         denominator = h.new_zeros(h.shape).index_add_(0, dst, sigma)
@@ -193,6 +207,11 @@ class ALIGNN(nn.Module):
         (40 centres from −1 to 1).
     norm
         ``"batch"`` (paper) or ``"layer"``.
+    precision
+        ``"float32"``, or ``"bfloat16-mixed"``: the matrix products of the embeddings and
+        convolutions (forward and backward) take bfloat16 factors and accumulate in float32; weights,
+        sums over neighbours, normalisation, activations, pooling and the head stay float32. About
+        4× faster products on CPUs with AVX-512 BF16 or AMX, and on GPUs with bfloat16 tensor cores.
     backtracking
         Line-graph pairs of a bond with its own reverse (see :mod:`~aiida_cgcnn.graph.line_graph`).
     pooling, h_fea_len, n_h, extra_features, classification, dropout
@@ -212,6 +231,7 @@ class ALIGNN(nn.Module):
         cutoff: float = 8.0,
         angle_bins: int = 40,
         norm: str = "batch",
+        precision: str = "float32",
         backtracking: bool = True,
         pooling: str = "mean",
         h_fea_len: int = 256,
@@ -221,8 +241,11 @@ class ALIGNN(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
         self.register_buffer("atom_table", atom_table.clone().float())
         self.backtracking = backtracking
+        self.precision = precision
         width = hidden_features
         self.atom_embedding = Dense(atom_table.shape[1], width, norm)
         self.bond_embedding = Embedding(
@@ -245,6 +268,7 @@ class ALIGNN(nn.Module):
         for name, module in self.named_modules():
             if isinstance(module, (Dense, EdgeGatedConv)):
                 module.workspace_name = name
+                module.matmul_dtype = PRECISIONS[precision]
 
     def atom_vectors(self, batch: Batch) -> torch.Tensor:
         """The final atom vectors (n, hidden_features) of a batch."""

@@ -1,4 +1,4 @@
-"""ALIGNN's batch-norm-heavy steps as hand-written autograd functions, for speed on CPU.
+"""ALIGNN's normalised edge steps as hand-written autograd functions, for speed on CPU.
 
 :meth:`EdgeGatedConv.reference <aiida_cgcnn.models.alignn.EdgeGatedConv.reference>` and
 :meth:`Dense.reference <aiida_cgcnn.models.alignn.Dense.reference>` write ALIGNN as the paper's
@@ -23,8 +23,8 @@ computing a wrong gradient. ALIGNN therefore wants forward and backward passes t
 any training loop); to keep several graphs alive at once, set ``model.workspace = None`` (the
 reference path). Gradients are never handed back in reused memory where autograd could keep them
 (leaf tensors). Everything is checked against the reference with ``torch.autograd.gradcheck`` in
-double precision (``tests/models/test_alignn.py``). Batch norm only: layer norm takes the reference
-path.
+double precision (``tests/models/test_alignn.py``), with batch norm (the paper) and layer norm
+(upstream's pure-PyTorch models).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _keep(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-# --- batch norm -------------------------------------------------------------------------------
+# --- normalisation, block by block --------------------------------------------------------------
 
 
 class _BlockStats:
@@ -126,146 +126,267 @@ class _BlockStats:
         return mean.to(dtype), (m2 / self.rows).to(dtype)
 
 
-def _norm_constants(
-    norm: nn.BatchNorm1d, stats: _BlockStats | None, dtype: torch.dtype
-) -> tuple[torch.Tensor, ...]:
-    """Mean, 1/std, scale γ/std and shift β − mean·scale of batch norm; in training from the batch's
-    ``stats``, updating the running statistics as :class:`torch.nn.BatchNorm1d` does."""
-    if stats is None:
-        mean, var = norm.running_mean, norm.running_var
-    else:
-        mean, var = stats.result(dtype)
-        if norm.track_running_stats:
-            norm.num_batches_tracked.add_(1)
-            factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
-            unbiased = var * (stats.rows / max(stats.rows - 1, 1))
-            norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            norm.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-    invstd = torch.rsqrt(var + norm.eps)
-    scale = norm.weight * invstd
-    return mean, invstd, scale, norm.bias - mean * scale
-
-
-def _silu_grad(grad_out: torch.Tensor, x: torch.Tensor, scale, shift, out: torch.Tensor) -> torch.Tensor:
-    """d/dy of SiLU(y) at y = scale·x + shift (y recomputed), written into ``out``."""
-    y = torch.addcmul(shift, x, scale, out=out)
+def _silu_grad(grad_out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d/dy of SiLU at ``y``, written over ``y``."""
     return torch.ops.aten.silu_backward.grad_input(grad_out, y, grad_input=y)
 
 
-class _NormGrads:
-    """Batch norm's backward pass over row blocks: the gradients of γ and β, and the two constants
-    of the input gradient in training, d/dx = scale·g_y + slope·x − offset (g_y: d/dy of BN's output)."""
+class _BatchNormKernel:
+    """SiLU(BN(x)) over row blocks. Batch statistics need every block: the forward pass takes one
+    pass to gather them (:meth:`observe`) before normalising; the backward pass one to sum the
+    gradients of γ and β, which the input gradient depends on (:meth:`prepare_backward`)."""
 
-    def __init__(self, like: torch.Tensor, blocks: list[slice]):
-        self.rows = like.shape[0]
-        self.beta = like.new_empty((len(blocks), like.shape[1]))
-        self.centred = like.new_empty((len(blocks), like.shape[1]))
+    needs_passes = True
 
-    def add(
-        self, k: int, grad_y: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, scratch: torch.Tensor
-    ) -> None:
-        torch.sum(grad_y, 0, out=self.beta[k])
-        torch.sum(torch.sub(x, mean, out=scratch).mul_(grad_y), 0, out=self.centred[k])
+    def __init__(self, saved: tuple[torch.Tensor, ...], training: bool):
+        self.mean, self.invstd, self.scale, self.shift = saved
+        self.training = training
+        self.grad_gamma = self.grad_beta = self.slope = self.offset = None
 
-    def finish(self, saved: tuple[torch.Tensor, ...], training: bool):
-        mean, invstd, scale, _ = saved
-        grad_beta = self.beta.sum(0)
-        grad_gamma = self.centred.sum(0) * invstd
-        if not training:
-            return grad_gamma, grad_beta, None, None
-        # scale·(g_y − mean(g_y) − x̂·mean(g_y·x̂)): the last two terms are linear in x
-        slope = -scale * invstd * grad_gamma / self.rows
-        return grad_gamma, grad_beta, slope, scale * grad_beta / self.rows + slope * mean
+    @classmethod
+    def forward_pass(cls, norm: nn.BatchNorm1d, like: torch.Tensor, blocks: list[slice]):
+        """A kernel for a forward pass (statistics gathered by ``observe`` while training)."""
+        kernel = cls.__new__(cls)
+        kernel.norm, kernel.training = norm, norm.training
+        kernel.stats = _BlockStats(like, blocks) if norm.training else None
+        return kernel
+
+    def observe(self, k: int, block: torch.Tensor, scratch: torch.Tensor) -> None:
+        if self.stats is not None:
+            self.stats.add(k, block, scratch)
+
+    def finish_stats(self, dtype: torch.dtype) -> None:
+        """Mean, 1/std, scale γ/std and shift β − mean·scale; in training from the batch, updating the
+        running statistics as :class:`torch.nn.BatchNorm1d` does."""
+        norm, stats = self.norm, self.stats
+        if stats is None:
+            mean, var = norm.running_mean, norm.running_var
+        else:
+            mean, var = stats.result(dtype)
+            if norm.track_running_stats:
+                norm.num_batches_tracked.add_(1)
+                momentum = norm.momentum
+                factor = momentum if momentum is not None else 1.0 / float(norm.num_batches_tracked)
+                unbiased = var * (stats.rows / max(stats.rows - 1, 1))
+                norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+                norm.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+        self.mean, self.invstd = mean, torch.rsqrt(var + norm.eps)
+        self.scale = norm.weight * self.invstd
+        self.shift = norm.bias - mean * self.scale
+
+    def normalise(self, rows: slice, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """BN(x) of one block, written into ``out``."""
+        return torch.addcmul(self.shift, x, self.scale, out=out)
+
+    def saved(self) -> tuple[torch.Tensor, ...]:
+        return self.mean, self.invstd, self.scale, self.shift
+
+    def prepare_backward(self, grad_out, x, blocks, buffer, scratch) -> None:
+        """Sum the gradients of γ and β; in training, the input gradient's two constants:
+        d/dx = scale·g_y + slope·x − offset (g_y: d/dy of BN's output)."""
+        beta = x.new_empty((len(blocks), x.shape[1]))
+        centred = x.new_empty((len(blocks), x.shape[1]))
+        for k, rows in enumerate(blocks):
+            n = rows.stop - rows.start
+            grad_y = _silu_grad(grad_out[rows], self.normalise(rows, x[rows], buffer[:n]))
+            torch.sum(grad_y, 0, out=beta[k])
+            torch.sum(torch.sub(x[rows], self.mean, out=scratch[:n]).mul_(grad_y), 0, out=centred[k])
+        self.grad_beta = beta.sum(0)
+        self.grad_gamma = centred.sum(0) * self.invstd
+        if self.training:
+            # scale·(g_y − mean(g_y) − x̂·mean(g_y·x̂)): the last two terms are linear in x
+            self.slope = -self.scale * self.invstd * self.grad_gamma / x.shape[0]
+            self.offset = self.scale * self.grad_beta / x.shape[0] + self.slope * self.mean
+
+    def input_grad(self, rows: slice, grad_out: torch.Tensor, x: torch.Tensor, out: torch.Tensor):
+        """d/dx of SiLU(BN(x)) for one block, written into ``out``."""
+        grad = _silu_grad(grad_out, self.normalise(rows, x, out)).mul_(self.scale)
+        if self.slope is not None:
+            grad.addcmul_(x, self.slope).sub_(self.offset)
+        return grad
+
+    def param_grads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.grad_gamma, self.grad_beta
 
 
-# --- SiLU(BN(x)) ------------------------------------------------------------------------------
+class _LayerNormKernel:
+    """SiLU(LN(x)) over row blocks: every row normalises by itself, so one pass each way; the rows'
+    mean and 1/std are kept for the backward pass (two numbers a row)."""
+
+    needs_passes = False
+
+    def __init__(self, saved: tuple[torch.Tensor, ...], training: bool, eps: float = 1e-5):
+        self.mean, self.rstd, self.gamma, self.beta, eps_ = saved
+        self.eps = float(eps_)
+        self.grad_gamma = torch.zeros_like(self.gamma)
+        self.grad_beta = torch.zeros_like(self.beta)
+
+    @classmethod
+    def forward_pass(cls, norm: nn.LayerNorm, like: torch.Tensor, blocks: list[slice]):
+        kernel = cls.__new__(cls)
+        kernel.gamma, kernel.beta, kernel.eps = norm.weight, norm.bias, norm.eps
+        kernel.mean = like.new_empty((like.shape[0], 1))
+        kernel.rstd = like.new_empty((like.shape[0], 1))
+        return kernel
+
+    def observe(self, k: int, block: torch.Tensor, scratch: torch.Tensor) -> None:
+        pass
+
+    def finish_stats(self, dtype: torch.dtype) -> None:
+        pass
+
+    def normalise(self, rows: slice, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        y, mean, rstd = torch.ops.aten.native_layer_norm(x, [x.shape[1]], self.gamma, self.beta, self.eps)
+        self.mean[rows], self.rstd[rows] = mean, rstd
+        return out.copy_(y)
+
+    def saved(self) -> tuple[torch.Tensor, ...]:
+        return self.mean, self.rstd, self.gamma, self.beta, torch.tensor(self.eps, dtype=torch.float64)
+
+    def prepare_backward(self, grad_out, x, blocks, buffer, scratch) -> None:
+        pass
+
+    def input_grad(self, rows: slice, grad_out: torch.Tensor, x: torch.Tensor, out: torch.Tensor):
+        mean, rstd = self.mean[rows], self.rstd[rows]
+        y = torch.addcmul(self.beta, torch.sub(x, mean, out=out).mul_(rstd), self.gamma, out=out)
+        grad_y = _silu_grad(grad_out, y)
+        grad_x, grad_gamma, grad_beta = torch.ops.aten.native_layer_norm_backward(
+            grad_y, x, [x.shape[1]], mean, rstd, self.gamma, self.beta, [True, True, True]
+        )
+        self.grad_gamma += grad_gamma
+        self.grad_beta += grad_beta
+        return out.copy_(grad_x)
+
+    def param_grads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.grad_gamma, self.grad_beta
+
+
+def _kernel_type(norm: nn.Module):
+    return _LayerNormKernel if isinstance(norm, nn.LayerNorm) else _BatchNormKernel
+
+
+def _normalise_all(kernel, x, blocks, scratch, out, residual=None) -> torch.Tensor:
+    """out = SiLU(norm(x)) (+ residual), block by block, once the statistics are in."""
+    kernel.finish_stats(x.dtype)
+    for rows in blocks:
+        y = kernel.normalise(rows, x[rows], scratch[: rows.stop - rows.start])
+        block = torch.ops.aten.silu.out(y, out=out[rows])
+        if residual is not None:
+            block.add_(residual[rows])
+    return out
+
+
+# --- SiLU(norm(x)) ----------------------------------------------------------------------------
 
 
 class _NormSiLU(torch.autograd.Function):
-    """x -> SiLU(BN(x))."""
+    """x -> SiLU(norm(x))."""
 
     @staticmethod
     def forward(ctx, x, gamma, beta, norm, workspace, name, keep):
         blocks = _blocks(x.shape[0], x.device)
         scratch = workspace.get("scratch", x, blocks[0].stop)
-        stats = _BlockStats(x, blocks) if norm.training else None
-        if stats is not None:
+        kernel = _kernel_type(norm).forward_pass(norm, x, blocks)
+        if kernel.needs_passes:
             for k, rows in enumerate(blocks):
-                stats.add(k, x[rows], scratch[: rows.stop - rows.start])
-        saved = _norm_constants(norm, stats, x.dtype)
-        out = _output_array(workspace, name, x, keep)
-        for rows in blocks:
-            y = torch.addcmul(saved[3], x[rows], saved[2], out=scratch[: rows.stop - rows.start])
-            torch.ops.aten.silu.out(y, out=out[rows])
-        ctx.workspace, ctx.name, ctx.training = workspace, name, norm.training
-        ctx.save_for_backward(x, *saved)
+                kernel.observe(k, x[rows], scratch[: rows.stop - rows.start])
+        out = _normalise_all(kernel, x, blocks, scratch, _output_array(workspace, name, x, keep))
+        ctx.workspace, ctx.name, ctx.training, ctx.kernel = workspace, name, norm.training, type(kernel)
+        ctx.save_for_backward(x, *kernel.saved())
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x, *saved = ctx.saved_tensors
-        mean, _, scale, shift = saved
         blocks = _blocks(x.shape[0], x.device)
         ws = ctx.workspace
         buffer, scratch = ws.get("sigma", x, blocks[0].stop), ws.get("scratch", x, blocks[0].stop)
-        grads = _NormGrads(x, blocks)
-        for k, rows in enumerate(blocks):
-            n = rows.stop - rows.start
-            grads.add(
-                k, _silu_grad(grad_out[rows], x[rows], scale, shift, buffer[:n]), x[rows], mean, scratch[:n]
-            )
-        grad_gamma, grad_beta, slope, offset = grads.finish(tuple(saved), ctx.training)
+        kernel = ctx.kernel(tuple(saved), ctx.training)
+        kernel.prepare_backward(grad_out, x, blocks, buffer, scratch)
         grad_x = _gradient_array(ws, ctx.name + ".grad", x)
         for rows in blocks:
-            grad_y = _silu_grad(grad_out[rows], x[rows], scale, shift, buffer[: rows.stop - rows.start])
-            block = torch.mul(grad_y, scale, out=grad_x[rows])
-            if slope is not None:
-                block.addcmul_(x[rows], slope).sub_(offset)
-        return grad_x, grad_gamma, grad_beta, None, None, None, None
+            kernel.input_grad(rows, grad_out[rows], x[rows], grad_x[rows])
+        return grad_x, *kernel.param_grads(), None, None, None, None
 
 
-def dense_norm_silu(x: torch.Tensor, norm: nn.BatchNorm1d, workspace: Workspace, name: str) -> torch.Tensor:
-    """SiLU(norm(x)); ``name`` labels the caller's output array in ``workspace``."""
+def dense_norm_silu(x: torch.Tensor, norm: nn.Module, workspace: Workspace, name: str) -> torch.Tensor:
+    """SiLU(norm(x)) (batch or layer norm); ``name`` labels the caller's output array in ``workspace``."""
     return _NormSiLU.apply(x, norm.weight, norm.bias, norm, workspace, name, _keep(x, norm.weight))
 
 
 # --- the edge side of an edge-gated convolution -----------------------------------------------
 
 
+class _Product:
+    """The products with C of one call, block by block: in the working type, or with factors
+    rounded to ``dtype`` (bfloat16: products accumulate in float32 inside the kernel and are rounded
+    once per block; sums across blocks, and everything outside the products, stay in float32)."""
+
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype | None, workspace: Workspace, rows: int):
+        self.weight = weight
+        self.low = None if dtype is None or dtype == weight.dtype else weight.to(dtype)
+        if self.low is not None:
+            like = self.low.new_empty((0, weight.shape[1]))
+            self.x, self.y = workspace.get("low.x", like, rows), workspace.get("low.y", like, rows)
+            self.g = workspace.get("low.g", like, rows)
+
+    def add_to(self, out: torch.Tensor, e: torch.Tensor) -> None:
+        """out += e Cᵀ."""
+        if self.low is None:
+            out.addmm_(e, self.weight.t())
+            return
+        n = e.shape[0]
+        x = self.x[:n].copy_(e)
+        out.add_(torch.mm(x, self.low.t(), out=self.y[:n]))
+
+    def backward(self, grad_m, e, grad_e, grad_weight) -> None:
+        """grad_e = grad_m C (if wanted); grad_weight += grad_mᵀ e (if wanted)."""
+        if self.low is None:
+            if grad_e is not None:
+                torch.mm(grad_m, self.weight, out=grad_e)
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_m.t(), e)
+            return
+        n = grad_m.shape[0]
+        g = self.g[:n].copy_(grad_m)
+        if grad_e is not None:
+            grad_e.copy_(torch.mm(g, self.low, out=self.y[:n]))
+        if grad_weight is not None:
+            grad_weight.add_(torch.mm(g.t(), self.x[:n].copy_(e)))
+
+
 class _GatedEdges(torch.autograd.Function):
-    """(a, b, w, e) -> (Σ σ(m)⊙w_j, Σ σ(m), e + SiLU(BN(m))) with m_ij = a_i + b_j + C e_ij."""
+    """(a, b, w, e) -> (Σ σ(m)⊙w_j, Σ σ(m), e + SiLU(norm(m))) with m_ij = a_i + b_j + C e_ij."""
 
     @staticmethod
-    def forward(ctx, a, b, w, e, weight, gamma, beta, src, dst, norm, workspace, name, keep):
+    def forward(ctx, a, b, w, e, weight, gamma, beta, src, dst, norm, workspace, name, keep, matmul_dtype):
         blocks = _blocks(e.shape[0], e.device)
         scratch, sigma_block = (
             workspace.get("scratch", e, blocks[0].stop),
             workspace.get("sigma", e, blocks[0].stop),
         )
+        product = _Product(weight, matmul_dtype, workspace, blocks[0].stop)
         m = workspace.get(name + ".m" if keep else "m", e)  # saved for the backward pass, if any
         numerator, denominator = a.new_zeros(a.shape), a.new_zeros(a.shape)
-        stats = _BlockStats(e, blocks) if norm is not None and norm.training else None
+        kernel = None if norm is None else _kernel_type(norm).forward_pass(norm, e, blocks)
         for k, rows in enumerate(blocks):
             s, d, block, n = src[rows], dst[rows], m[rows], rows.stop - rows.start
             torch.index_select(a, 0, d, out=block)
             block.add_(torch.index_select(b, 0, s, out=scratch[:n]))
-            block.addmm_(e[rows], weight.t())
+            product.add_to(block, e[rows])
             sigma = torch.sigmoid(block, out=sigma_block[:n])
             denominator.index_add_(0, d, sigma)
             numerator.index_add_(0, d, torch.index_select(w, 0, s, out=scratch[:n]).mul_(sigma))
-            if stats is not None:
-                stats.add(k, block, scratch[:n])
-        ctx.workspace, ctx.name = workspace, name
+            if kernel is not None:
+                kernel.observe(k, block, scratch[:n])
+        ctx.workspace, ctx.name, ctx.matmul_dtype = workspace, name, matmul_dtype
         ctx.training = norm is not None and norm.training
-        if norm is None:
+        ctx.kernel = None if kernel is None else type(kernel)
+        if kernel is None:
             ctx.save_for_backward(m, w, e, weight, src, dst)
             return numerator, denominator
-        saved = _norm_constants(norm, stats, e.dtype)
-        e_new = _output_array(workspace, name + ".e", e, keep)
-        for rows in blocks:
-            y = torch.addcmul(saved[3], m[rows], saved[2], out=scratch[: rows.stop - rows.start])
-            torch.ops.aten.silu.out(y, out=e_new[rows]).add_(e[rows])
-        ctx.save_for_backward(m, w, e, weight, src, dst, *saved)
+        e_new = _normalise_all(kernel, m, blocks, scratch, _output_array(workspace, name + ".e", e, keep), e)
+        ctx.save_for_backward(m, w, e, weight, src, dst, *kernel.saved())
         return numerator, denominator, e_new
 
     @staticmethod
@@ -278,15 +399,11 @@ class _GatedEdges(torch.autograd.Function):
             ws.get("sigma", m, first),
             ws.get("grad", m, first),
         )
-        slope = offset = grad_gamma = grad_beta = None
+        product = _Product(weight, ctx.matmul_dtype, ws, first)
+        kernel = None
         if grad_e_new is not None:
-            mean, _, scale, shift = saved
-            grads = _NormGrads(m, blocks)
-            for k, rows in enumerate(blocks):
-                n = rows.stop - rows.start
-                grad_y = _silu_grad(grad_e_new[rows], m[rows], scale, shift, sigma_block[:n])
-                grads.add(k, grad_y, m[rows], mean, scratch[:n])
-            grad_gamma, grad_beta, slope, offset = grads.finish(tuple(saved), ctx.training)
+            kernel = ctx.kernel(tuple(saved), ctx.training)
+            kernel.prepare_backward(grad_e_new, m, blocks, sigma_block, scratch)
         needs = ctx.needs_input_grad
         grad_a, grad_b, grad_w = w.new_zeros(w.shape), w.new_zeros(w.shape), w.new_zeros(w.shape)
         grad_e = _gradient_array(ws, ctx.name + ".grad", e) if needs[3] else None
@@ -300,21 +417,14 @@ class _GatedEdges(torch.autograd.Function):
             grad_m.mul_(torch.index_select(w, 0, s, out=scratch[:n]))
             grad_m.add_(torch.index_select(grad_denominator, 0, d, out=scratch[:n]))
             torch.ops.aten.sigmoid_backward.grad_input(grad_m, sigma, grad_input=grad_m)
-            if grad_e_new is not None:
-                # edge update: through SiLU and batch norm
-                grad_m.addcmul_(
-                    _silu_grad(grad_e_new[rows], x, saved[2], saved[3], sigma_block[:n]), saved[2]
-                )
-                if slope is not None:
-                    grad_m.addcmul_(x, slope).sub_(offset)
+            if kernel is not None:  # edge update: through SiLU and the norm
+                grad_m.add_(kernel.input_grad(rows, grad_e_new[rows], x, sigma_block[:n]))
             grad_a.index_add_(0, d, grad_m)
             grad_b.index_add_(0, s, grad_m)
-            if grad_e is not None:
-                torch.mm(grad_m, weight, out=grad_e[rows])
-                if grad_e_new is not None:
-                    grad_e[rows].add_(grad_e_new[rows])  # the residual
-            if grad_weight is not None:
-                grad_weight.addmm_(grad_m.t(), e[rows])
+            product.backward(grad_m, e[rows], None if grad_e is None else grad_e[rows], grad_weight)
+            if grad_e is not None and grad_e_new is not None:
+                grad_e[rows].add_(grad_e_new[rows])  # the residual
+        grad_gamma, grad_beta = (None, None) if kernel is None else kernel.param_grads()
         return (
             grad_a,
             grad_b,
@@ -323,6 +433,7 @@ class _GatedEdges(torch.autograd.Function):
             grad_weight,
             grad_gamma,
             grad_beta,
+            None,
             None,
             None,
             None,
@@ -340,17 +451,22 @@ def gated_edges(
     weight: torch.Tensor,
     src: torch.Tensor,
     dst: torch.Tensor,
-    norm: nn.BatchNorm1d | None,
+    norm: nn.Module | None,
     workspace: Workspace,
     name: str,
+    matmul_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Gated sums and (with ``norm``) new edge vectors of an edge-gated convolution.
 
     With m_ij = a_i + b_j + C e_ij (``a``, ``b``: the receiving and the sending node's gate terms,
     ``weight`` = C), returns Σ_j σ(m_ij) ⊙ w_j and Σ_j σ(m_ij) for each node i (``dst``) and, if
     ``norm`` is given, e_ij + SiLU(norm(m_ij)). ``name`` labels the caller's arrays in ``workspace``.
+    With ``matmul_dtype`` (``torch.bfloat16``) the products with C, forward and backward, take their
+    factors in that type; everything else stays in the type of ``e``.
     """
     gamma = None if norm is None else norm.weight
     beta = None if norm is None else norm.bias
     keep = _keep(a, b, w, e, weight)
-    return _GatedEdges.apply(a, b, w, e, weight, gamma, beta, src, dst, norm, workspace, name, keep)
+    return _GatedEdges.apply(
+        a, b, w, e, weight, gamma, beta, src, dst, norm, workspace, name, keep, matmul_dtype
+    )

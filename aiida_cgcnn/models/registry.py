@@ -36,6 +36,7 @@ _ALIGNN_DEFAULTS = {
     "cutoff": 8.0,
     "angle_bins": 40,
     "norm": "batch",
+    "precision": "float32",
     "backtracking": True,
     "pooling": "mean",
     "h_fea_len": 256,

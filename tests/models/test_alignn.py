@@ -64,13 +64,14 @@ def randomised(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+@pytest.mark.parametrize("norm", ["batch", "layer"])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("update_edges", [True, False])
-def test_fused_edge_gated_conv_is_the_reference(small_blocks, training, update_edges):
+def test_fused_edge_gated_conv_is_the_reference(small_blocks, training, update_edges, norm):
     torch.manual_seed(0)
     nodes, edges, width = 6, 23, 3
     src, dst = torch.randint(0, nodes, (edges,)), torch.randint(0, nodes, (edges,))
-    conv = randomised(EdgeGatedConv(width, update_edges=update_edges)).train(training)
+    conv = randomised(EdgeGatedConv(width, norm, update_edges=update_edges)).train(training)
     h = torch.randn(nodes, width, dtype=torch.double, requires_grad=True)
     e = torch.randn(edges, width, dtype=torch.double, requires_grad=True)
 
@@ -93,10 +94,11 @@ def test_fused_edge_gated_conv_is_the_reference(small_blocks, training, update_e
     assert torch.autograd.gradcheck(fused, inputs)
 
 
+@pytest.mark.parametrize("norm", ["batch", "layer"])
 @pytest.mark.parametrize("training", [True, False])
-def test_fused_dense_is_the_reference(small_blocks, training):
+def test_fused_dense_is_the_reference(small_blocks, training, norm):
     torch.manual_seed(1)
-    dense = randomised(Dense(5, 4)).train(training)
+    dense = randomised(Dense(5, 4, norm)).train(training)
     x = torch.randn(30, 5, dtype=torch.double, requires_grad=True)
     torch.testing.assert_close(dense(x, Workspace()), dense.reference(x))
     assert torch.autograd.gradcheck(lambda x, *_: dense(x, Workspace()), (x, *dense.parameters()))
@@ -114,10 +116,11 @@ def test_batch_norm_running_statistics_are_updated_as_torch_does(small_blocks):
         torch.testing.assert_close(buffer, dict(twin.norm.named_buffers())[name])
 
 
-def test_whole_model_fused_and_reference_paths_agree(real_crystals):
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_whole_model_fused_and_reference_paths_agree(real_crystals, norm):
     batch = batch_of(real_crystals)
     batch.targets = torch.linspace(0, 1, len(real_crystals))[:, None]
-    fused = small_alignn(seed=3).train()
+    fused = small_alignn(seed=3, norm=norm).train()
     reference = copy.deepcopy(fused)
     reference.workspace = None
     for model in (fused, reference):
@@ -128,6 +131,58 @@ def test_whole_model_fused_and_reference_paths_agree(real_crystals):
         torch.testing.assert_close(a.grad, b.grad, rtol=2e-3, atol=1e-5, msg=name)
     fused.eval(), reference.eval()
     torch.testing.assert_close(predict(fused, real_crystals), predict(reference, real_crystals))
+
+
+@pytest.mark.parametrize("update_edges", [True, False])
+def test_fused_edge_gated_conv_in_mixed_precision_is_the_reference(small_blocks, update_edges):
+    # bfloat16 factors: the fused path rounds the same factors as the reference; they differ only by
+    # where the blocks' products are summed (well inside bfloat16's 2^-8)
+    torch.manual_seed(0)
+    nodes, edges, width = 9, 60, 8
+    src, dst = torch.randint(0, nodes, (edges,)), torch.randint(0, nodes, (edges,))
+    conv = randomised(EdgeGatedConv(width, update_edges=update_edges)).float().train()
+    conv.matmul_dtype = torch.bfloat16
+    h = torch.randn(nodes, width, requires_grad=True)
+    e = torch.randn(edges, width, requires_grad=True)
+    inputs = (h, e, *conv.parameters())
+    fused = [x for x in conv(h, e, src, dst, Workspace()) if x is not None]
+    reference = [x for x in conv.reference(h, e, src, dst) if x is not None]
+    for a, b in zip(fused, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+    grads = [torch.randn_like(x) for x in reference]
+    for a, b in zip(
+        torch.autograd.grad(fused, inputs, grads), torch.autograd.grad(reference, inputs, grads), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=3e-2, atol=3e-2)
+    conv.matmul_dtype = None  # and the rounding is real: float32 products differ
+    assert not torch.allclose(conv.reference(h, e, src, dst)[0], reference[0], rtol=1e-6, atol=1e-6)
+
+
+def test_mixed_precision_model_is_close_to_float32(real_crystals):
+    batch = batch_of(real_crystals)
+    batch.targets = torch.linspace(0, 1, len(real_crystals))[:, None]
+    exact = small_alignn(seed=3).train()
+    mixed = small_alignn(seed=3, precision="bfloat16-mixed").train()
+    twin = copy.deepcopy(mixed)
+    twin.workspace = None
+    outputs = []
+    for model in (exact, mixed, twin):
+        output = model(batch).prediction
+        ((output - batch.targets) ** 2).mean().backward()
+        outputs.append(output.detach())
+    scale = outputs[0].abs().max()
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=3e-2 * scale)
+    torch.testing.assert_close(outputs[1], outputs[2], rtol=0, atol=1e-2 * scale)
+    assert not torch.equal(outputs[1], outputs[0])
+
+    def gradient(model):
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    for other in (mixed, twin):  # same descent direction, to a fraction of a percent
+        cosine = torch.nn.functional.cosine_similarity(gradient(exact), gradient(other), dim=0)
+        assert cosine > 0.995, cosine
+    with pytest.raises(ValueError, match="precision must be one of"):
+        small_alignn(precision="float16")
 
 
 def test_a_second_forward_pass_before_the_backward_pass_raises(real_crystals):
@@ -399,6 +454,8 @@ def test_command_line_preset_and_de_alignn(small_jarvis, tmp_path):
         "4",
         "--max-edges",
         "2000",
+        "--precision",
+        "bfloat16-mixed",
         "--no-progress",
     )
     assert run.returncode == 0, run.stderr
@@ -415,3 +472,7 @@ def test_command_line_preset_and_de_alignn(small_jarvis, tmp_path):
     assert state["model_config"]["architecture"] == "alignn"
     assert state["model_config"]["hidden_features"] == 16
     assert state["model_config"]["extra_features"] == len(state["feature_names"]) > 20  # the descriptors
+    assert state["model_config"]["precision"] == "bfloat16-mixed"  # and the predictor keeps it
+    model = Predictor.from_checkpoint(tmp_path / "run" / "best.pt").model
+    assert model.precision == "bfloat16-mixed"
+    assert {m.matmul_dtype for m in model.modules() if hasattr(m, "matmul_dtype")} == {torch.bfloat16}
