@@ -59,6 +59,8 @@ def build_model(config: dict[str, Any], atom_table: torch.Tensor) -> torch.nn.Mo
     architecture = config.get("architecture", "cgcnn")
     params = model_defaults(architecture)
     unknown = set(config) - set(params) - {"architecture", "out_features", "classification", "extra_features"}
+    if unknown == {"precision"}:
+        raise ValueError(f"precision is an ALIGNN setting (--model alignn); {architecture} trains in float32")
     if unknown:
         raise ValueError(f"unknown model settings {sorted(unknown)} for {architecture}")
     params.update({k: v for k, v in config.items() if k != "architecture"})

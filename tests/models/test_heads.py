@@ -205,6 +205,8 @@ def test_head_and_model_reject_bad_settings():
         CGCNN(table, conv="transformer")
     with pytest.raises(ValueError, match="unknown model settings"):
         build_model({"architecture": "cgcnn", "atom_fea_len": 8, "n_layers": 3}, table)
+    with pytest.raises(ValueError, match="precision is an ALIGNN setting"):
+        build_model({"architecture": "cgcnn", "precision": "bfloat16-mixed"}, table)
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model({"architecture": "megnet"}, table)
     assert POOLINGS == ("mean", "sum", "site", "sum-vector")
