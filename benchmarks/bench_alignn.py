@@ -29,8 +29,10 @@ Writes ``benchmarks/results/alignn.json``. About 5-10 minutes on one thread.
 With ``--upstream PYTHON`` it compares instead with upstream alignn's pure-PyTorch ALIGNN
 (``ALIGNNAtomWisePure``, ``build_pure_torch_graph``), run by ``PYTHON`` from a virtual environment
 of its own (never install alignn beside aiida-cgcnn): graph construction and one training epoch on
-``--upstream-n`` (200) MP binaries, batches of 64, one thread each; writes
-``benchmarks/results/alignn_upstream.json``. About 3 minutes.
+``--upstream-n`` (200) MP binaries, batches of 64, one thread each, the median of ``--epochs`` (3)
+timed epochs after a warm-up: upstream (layer norm, float32) against ours with batch norm (the
+paper) and layer norm (upstream's choice), each in float32 and ``bfloat16-mixed``; writes
+``benchmarks/results/alignn_upstream.json``. About 6 minutes.
 
     python -m venv /work/alignn-venv && /work/alignn-venv/bin/pip install -c constraints.txt alignn
     python benchmarks/bench_alignn.py --upstream /work/alignn-venv/bin/python
@@ -64,6 +66,7 @@ from aiida_cgcnn.structures import Crystal, validate_crystal
 from aiida_cgcnn.training.public_data import phonondb_crystal
 
 LARGEST = 4  # phonondb's largest primitive cells (200, 192, 189, 184 atoms)
+PRECISIONS = ("float32", "bfloat16-mixed")
 
 
 def largest_phonondb_cells(count: int) -> list[Crystal]:
@@ -318,19 +321,21 @@ def upstream_comparison(python: str, n: int, batch_size: int, epochs: int) -> di
     line_s = time.perf_counter() - start
     ours = {"graph_s": graph_s, "line_graph_s": line_s, "edges": len(store.src), "line_edges": line_edges}
     for norm in ("batch", "layer"):
-        torch.manual_seed(0)
-        model = build_model({"architecture": "alignn", "out_features": 1, "norm": norm}, atom_feature_table())
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        for precision in PRECISIONS:
+            torch.manual_seed(0)
+            config = {"architecture": "alignn", "out_features": 1, "norm": norm, "precision": precision}
+            model = build_model(config, atom_feature_table())
+            model.train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def epoch(model=model, optimizer=optimizer):
-            for batch in batches:
-                optimizer.zero_grad(set_to_none=True)
-                forward_backward(model, batch)
-                optimizer.step()
+            def epoch(model=model, optimizer=optimizer):
+                for batch in batches:
+                    optimizer.zero_grad(set_to_none=True)
+                    forward_backward(model, batch)
+                    optimizer.step()
 
-        epoch()  # warm-up
-        ours[f"epoch_s_{norm}_norm"] = [median_time(epoch, 1) for _ in range(epochs)]
+            epoch()  # warm-up
+            ours[f"epoch_s_{norm}_norm_{precision}"] = [median_time(epoch, 1) for _ in range(epochs)]
     return {"structures": len(crystals), "batch_size": batch_size, "upstream": upstream, "ours": ours}
 
 
@@ -369,6 +374,7 @@ def main() -> None:
         help="only compare with upstream alignn, run by this interpreter (its own virtual environment)",
     )
     parser.add_argument("--upstream-n", type=int, default=200, help="MP binaries for --upstream")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per model for --upstream")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -377,7 +383,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
     if args.upstream:
-        result = upstream_comparison(args.upstream, args.upstream_n, 64, 1)
+        result = upstream_comparison(args.upstream, args.upstream_n, 64, args.epochs)
         up, ours = result["upstream"], result["ours"]
         n = result["structures"]
         print(f"upstream alignn {up['version']} against aiida-cgcnn, {n} MP binaries, batch 64, 1 thread")
@@ -390,13 +396,18 @@ def main() -> None:
             f"{ours['graph_s'] + ours['line_graph_s']:.2f} s "
             f"({up['graph_s'] / (ours['graph_s'] + ours['line_graph_s']):.1f}x)"
         )
-        best_up = min(up["epoch_s"])
+        best_up = statistics.median(up["epoch_s"])
+        print(
+            f"epoch (median of {len(up['epoch_s'])}): upstream (layer norm, float32) {best_up:.1f} s "
+            f"({n / best_up:.1f} crystals/s)"
+        )
         for norm in ("batch", "layer"):
-            best = min(ours[f"epoch_s_{norm}_norm"])
-            print(
-                f"epoch, ours with {norm} norm: {best:.1f} s ({n / best:.1f} crystals/s); upstream (layer "
-                f"norm) {best_up:.1f} s ({n / best_up:.1f} crystals/s); ratio {best_up / best:.2f}x"
-            )
+            for precision in PRECISIONS:
+                best = statistics.median(ours[f"epoch_s_{norm}_norm_{precision}"])
+                print(
+                    f"  ours, {norm} norm, {precision:>14}: {best:5.1f} s ({n / best:5.1f} crystals/s), "
+                    f"{best_up / best:.2f}x upstream"
+                )
         write_results("alignn_upstream", {"threads": 1, **result})
         return
     start = time.perf_counter()
