@@ -47,3 +47,27 @@ def test_checkpoint_trained_on_gpu_predicts_on_cpu(tmp_path):
     ).stdout
     values = np.array([float(v) for v in output.split()])
     np.testing.assert_allclose(values, on_gpu.values[:, 0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16-mixed"])
+def test_alignn_on_gpu_is_alignn_on_cpu(jarvis_dataset, norm, precision):
+    # on a GPU the fused functions take one block; the same maths, values and gradients
+    import copy
+
+    from tests.models.helpers import SMALL_ALIGNN, batch_of, real_crystals_of, small_model
+
+    crystals = real_crystals_of(jarvis_dataset)
+    batch = batch_of(crystals)
+    batch.targets = torch.linspace(0, 1, len(crystals))[:, None]
+    on_cpu = small_model(3, base=SMALL_ALIGNN, norm=norm, precision=precision).train()
+    on_gpu = copy.deepcopy(on_cpu).cuda()
+    outputs = []
+    for model, b in ((on_cpu, batch), (on_gpu, batch.to("cuda"))):
+        output = model(b).prediction
+        ((output - b.targets) ** 2).mean().backward()
+        outputs.append(output.detach().cpu())
+    tolerance = 1e-4 if precision == "float32" else 2e-2
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=tolerance * outputs[0].abs().max())
+    gradients = [torch.cat([p.grad.flatten().cpu() for p in m.parameters()]) for m in (on_cpu, on_gpu)]
+    assert torch.nn.functional.cosine_similarity(*gradients, dim=0) > 0.999
