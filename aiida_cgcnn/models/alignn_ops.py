@@ -138,15 +138,19 @@ class _BatchNormKernel:
 
     needs_passes = True
 
-    def __init__(self, saved: tuple[torch.Tensor, ...], training: bool):
-        self.mean, self.invstd, self.scale, self.shift = saved
-        self.training = training
-        self.grad_gamma = self.grad_beta = self.slope = self.offset = None
+    @classmethod
+    def for_backward(cls, saved: tuple[torch.Tensor, ...], training: bool):
+        """The kernel of a backward pass, from the tensors :meth:`saved` by the forward pass."""
+        kernel = cls()
+        kernel.mean, kernel.invstd, kernel.scale, kernel.shift = saved
+        kernel.training = training
+        kernel.grad_gamma = kernel.grad_beta = kernel.slope = kernel.offset = None
+        return kernel
 
     @classmethod
-    def forward_pass(cls, norm: nn.BatchNorm1d, like: torch.Tensor, blocks: list[slice]):
-        """A kernel for a forward pass (statistics gathered by ``observe`` while training)."""
-        kernel = cls.__new__(cls)
+    def for_forward(cls, norm: nn.BatchNorm1d, like: torch.Tensor, blocks: list[slice]):
+        """The kernel of a forward pass (statistics gathered by :meth:`observe` while training)."""
+        kernel = cls()
         kernel.norm, kernel.training = norm, norm.training
         kernel.stats = _BlockStats(like, blocks) if norm.training else None
         return kernel
@@ -215,15 +219,18 @@ class _LayerNormKernel:
 
     needs_passes = False
 
-    def __init__(self, saved: tuple[torch.Tensor, ...], training: bool, eps: float = 1e-5):
-        self.mean, self.rstd, self.gamma, self.beta, eps_ = saved
-        self.eps = float(eps_)
-        self.grad_gamma = torch.zeros_like(self.gamma)
-        self.grad_beta = torch.zeros_like(self.beta)
+    @classmethod
+    def for_backward(cls, saved: tuple[torch.Tensor, ...], training: bool):
+        kernel = cls()
+        kernel.mean, kernel.rstd, kernel.gamma, kernel.beta, eps = saved
+        kernel.eps = float(eps)
+        kernel.grad_gamma = torch.zeros_like(kernel.gamma)
+        kernel.grad_beta = torch.zeros_like(kernel.beta)
+        return kernel
 
     @classmethod
-    def forward_pass(cls, norm: nn.LayerNorm, like: torch.Tensor, blocks: list[slice]):
-        kernel = cls.__new__(cls)
+    def for_forward(cls, norm: nn.LayerNorm, like: torch.Tensor, blocks: list[slice]):
+        kernel = cls()
         kernel.gamma, kernel.beta, kernel.eps = norm.weight, norm.bias, norm.eps
         kernel.mean = like.new_empty((like.shape[0], 1))
         kernel.rstd = like.new_empty((like.shape[0], 1))
@@ -286,7 +293,7 @@ class _NormSiLU(torch.autograd.Function):
     def forward(ctx, x, gamma, beta, norm, workspace, name, keep):
         blocks = _blocks(x.shape[0], x.device)
         scratch = workspace.get("scratch", x, blocks[0].stop)
-        kernel = _kernel_type(norm).forward_pass(norm, x, blocks)
+        kernel = _kernel_type(norm).for_forward(norm, x, blocks)
         if kernel.needs_passes:
             for k, rows in enumerate(blocks):
                 kernel.observe(k, x[rows], scratch[: rows.stop - rows.start])
@@ -301,7 +308,7 @@ class _NormSiLU(torch.autograd.Function):
         blocks = _blocks(x.shape[0], x.device)
         ws = ctx.workspace
         buffer, scratch = ws.get("sigma", x, blocks[0].stop), ws.get("scratch", x, blocks[0].stop)
-        kernel = ctx.kernel(tuple(saved), ctx.training)
+        kernel = ctx.kernel.for_backward(tuple(saved), ctx.training)
         kernel.prepare_backward(grad_out, x, blocks, buffer, scratch)
         grad_x = _gradient_array(ws, ctx.name + ".grad", x)
         for rows in blocks:
@@ -368,7 +375,7 @@ class _GatedEdges(torch.autograd.Function):
         product = _Product(weight, matmul_dtype, workspace, blocks[0].stop)
         m = workspace.get(name + ".m" if keep else "m", e)  # saved for the backward pass, if any
         numerator, denominator = a.new_zeros(a.shape), a.new_zeros(a.shape)
-        kernel = None if norm is None else _kernel_type(norm).forward_pass(norm, e, blocks)
+        kernel = None if norm is None else _kernel_type(norm).for_forward(norm, e, blocks)
         for k, rows in enumerate(blocks):
             s, d, block, n = src[rows], dst[rows], m[rows], rows.stop - rows.start
             torch.index_select(a, 0, d, out=block)
@@ -402,7 +409,7 @@ class _GatedEdges(torch.autograd.Function):
         product = _Product(weight, ctx.matmul_dtype, ws, first)
         kernel = None
         if grad_e_new is not None:
-            kernel = ctx.kernel(tuple(saved), ctx.training)
+            kernel = ctx.kernel.for_backward(tuple(saved), ctx.training)
             kernel.prepare_backward(grad_e_new, m, blocks, sigma_block, scratch)
         needs = ctx.needs_input_grad
         grad_a, grad_b, grad_w = w.new_zeros(w.shape), w.new_zeros(w.shape), w.new_zeros(w.shape)
