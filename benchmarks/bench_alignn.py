@@ -31,9 +31,11 @@ With ``--upstream PYTHON`` it compares instead with upstream alignn's pure-PyTor
 of its own (never install alignn beside aiida-cgcnn): graph construction and one training epoch on
 ``--upstream-n`` (200) MP binaries, batches of 64, one thread each: upstream (layer norm, float32)
 against ours with batch norm (the paper) and layer norm (upstream's choice), each in float32 and
-``bfloat16-mixed``. After a warm-up epoch of each, ``--epochs`` (3) rounds of one epoch of every
-model back to back (upstream's process stays alive between rounds), so that a change of load on a
-shared machine hits all of them alike; the speed-up is the median of the rounds' ratios. Writes
+``bfloat16-mixed``; and upstream under ``torch.autocast`` to bfloat16 (what its ``use_amp`` does,
+on CUDA only, applied here on the CPU). After a warm-up epoch of each, ``--epochs`` (3) rounds of
+one epoch of every model back to back (upstream's process stays alive between rounds), so that a
+change of load on a shared machine hits all of them alike; the speed-up is the median of the
+rounds' ratios. Writes
 ``benchmarks/results/alignn_upstream.json``. About 6 minutes.
 
     python -m venv /work/alignn-venv && /work/alignn-venv/bin/pip install -c constraints.txt alignn
@@ -261,26 +263,32 @@ config = ALIGNNAtomWisePureConfig(name="alignn_atomwise_pure", alignn_layers=4, 
     atom_input_features=92, hidden_features=256, embedding_features=64, output_features=1,
     calculate_gradient=False, gradwise_weight=0.0, use_penalty=False, energy_mult_natoms=False,
     three_body_cutoff=8.0, use_zbl=False)
-torch.manual_seed(0)
-model = ALIGNNAtomWisePure(config)
-model.train()
-optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 targets = torch.zeros(len(pairs))
 bs = args["batch_size"]
-def epoch():
+# float32, and bfloat16 autocast: what upstream's `use_amp` does (on CUDA only) applied on the CPU
+runs = {}
+for precision in ("float32", "bfloat16-autocast"):
+    torch.manual_seed(0)
+    model = ALIGNNAtomWisePure(config)
+    model.train()
+    runs[precision] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4))
+def epoch(precision):
+    model, optimizer = runs[precision]
     for k in range(0, len(pairs), bs):
         g, lg = batch_torch_graph_pairs(pairs[k:k + bs])
-        out = model((g, lg, None))["out"]
-        loss = torch.nn.functional.mse_loss(out.view(-1), targets[k:k + bs])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "float32"):
+            out = model((g, lg, None))["out"]
+        loss = torch.nn.functional.mse_loss(out.view(-1).float(), targets[k:k + bs])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-epoch()  # warm-up
+for precision in runs:
+    epoch(precision)  # warm-up
 print(json.dumps({"version": getattr(alignn, "__version__", "?"), "graph_s": graph_s,
     "edges": int(sum(p[0].src.shape[0] for p in pairs)),
     "line_edges": int(sum(p[1].src.shape[0] for p in pairs))}), flush=True)
 for line in sys.stdin:  # one timed epoch per request, so that the caller can alternate with its own
-    t = time.perf_counter(); epoch()
+    t = time.perf_counter(); epoch(line.strip())
     print(json.dumps({"epoch_s": time.perf_counter() - t}), flush=True)
 """
 
@@ -343,12 +351,16 @@ def upstream_comparison(python: str, n: int, batch_size: int, epochs: int) -> di
             first = process.stdout.readline()
             if not first:
                 raise RuntimeError("upstream alignn failed (see its error output above)")
-            upstream = {**json.loads(first), "epoch_s": []}
+            upstream = {**json.loads(first), "epoch_s": [], "epoch_s_bfloat16_autocast": []}
             # rounds of one epoch each, upstream then ours: every model sees the same load on average
             for _ in range(epochs):
-                process.stdin.write("epoch\n")
-                process.stdin.flush()
-                upstream["epoch_s"].append(json.loads(process.stdout.readline())["epoch_s"])
+                for key, request in (
+                    ("epoch_s", "float32"),
+                    ("epoch_s_bfloat16_autocast", "bfloat16-autocast"),
+                ):
+                    process.stdin.write(request + "\n")
+                    process.stdin.flush()
+                    upstream[key].append(json.loads(process.stdout.readline())["epoch_s"])
                 for key, epoch in epochs_of.items():
                     ours[key].append(median_time(epoch, 1))
         finally:
@@ -431,6 +443,16 @@ def main() -> None:
                     f"  ours, {norm} norm, {precision:>14}: {best:5.1f} s ({n / best:5.1f} crystals/s), "
                     f"{ratio:.2f}x upstream (median of the rounds' ratios)"
                 )
+        amp = up["epoch_s_bfloat16_autocast"]
+        print(
+            f"upstream under bfloat16 autocast (its use_amp, CUDA-only, applied on the CPU): "
+            f"{statistics.median(amp):.1f} s per epoch"
+        )
+        for norm in ("batch", "layer"):
+            key = f"epoch_s_{norm}_norm_bfloat16-mixed"
+            ratio = statistics.median(u / o for u, o in zip(amp, ours[key], strict=True))
+            ratios[f"{norm}_norm_bfloat16-mixed_over_upstream_autocast"] = ratio
+            print(f"  ours, {norm} norm, bfloat16-mixed: {ratio:.2f}x upstream under autocast")
         result["speedup_over_upstream"] = ratios
         write_results("alignn_upstream", {"threads": 1, **result})
         return
