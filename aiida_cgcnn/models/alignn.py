@@ -210,8 +210,8 @@ class ALIGNN(nn.Module):
     precision
         ``"float32"``, or ``"bfloat16-mixed"``: the matrix products of the embeddings and
         convolutions (forward and backward) take bfloat16 factors and accumulate in float32; weights,
-        sums over neighbours, normalisation, activations, pooling and the head stay float32. About
-        4× faster products on CPUs with AVX-512 BF16 or AMX, and on GPUs with bfloat16 tensor cores.
+        sums over neighbours, normalisation, activations, pooling and the head stay float32. Products
+        4.4× faster on a CPU with AVX-512 BF16 (one core), epochs about 2×; see the ALIGNN docs.
     backtracking
         Line-graph pairs of a bond with its own reverse (see :mod:`~aiida_cgcnn.graph.line_graph`).
     pooling, h_fea_len, n_h, extra_features, classification, dropout
