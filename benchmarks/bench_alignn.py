@@ -242,7 +242,9 @@ def interleaved(store: GraphStore, crystals: int, rounds: int) -> dict:
 
 # --- upstream alignn (optional, in its own virtual environment) -------------------------------
 
-UPSTREAM_CODE = r"""
+#: upstream's side, shared with bench_alignn_accuracy: read the job, build upstream's graphs (timed)
+#: and the paper-size model's config
+UPSTREAM_SETUP = r"""
 import json, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
@@ -263,6 +265,11 @@ config = ALIGNNAtomWisePureConfig(name="alignn_atomwise_pure", alignn_layers=4, 
     atom_input_features=92, hidden_features=256, embedding_features=64, output_features=1,
     calculate_gradient=False, gradwise_weight=0.0, use_penalty=False, energy_mult_natoms=False,
     three_body_cutoff=8.0, use_zbl=False)
+"""
+
+UPSTREAM_CODE = (
+    UPSTREAM_SETUP
+    + r"""
 targets = torch.zeros(len(pairs))
 bs = args["batch_size"]
 # float32, and bfloat16 autocast: what upstream's `use_amp` does (on CUDA only) applied on the CPU
@@ -291,16 +298,14 @@ for line in sys.stdin:  # one timed epoch per request, so that the caller can al
     t = time.perf_counter(); epoch(line.strip())
     print(json.dumps({"epoch_s": time.perf_counter() - t}), flush=True)
 """
+)
 
 
-def upstream_comparison(python: str, n: int, batch_size: int, epochs: int) -> dict:
-    """Graph construction and training epochs of upstream alignn's pure-PyTorch ALIGNN
-    (``ALIGNNAtomWisePure``, layer norm, run by ``python``) and of ours, on ``n`` MP binaries."""
+def upstream_structures(crystals) -> list[dict]:
+    """Crystals as upstream's job reads them (lattice, fractional coordinates, element symbols)."""
     from pymatgen.core.periodic_table import Element
 
-    dataset = load("mp_log10_K", limit=n)
-    crystals = list(dataset.crystals())
-    structures = [
+    return [
         {
             "lattice": c.lattice.tolist(),
             "frac_coords": c.frac_coords.tolist(),
@@ -308,6 +313,15 @@ def upstream_comparison(python: str, n: int, batch_size: int, epochs: int) -> di
         }
         for c in crystals
     ]
+
+
+def upstream_comparison(python: str, n: int, batch_size: int, epochs: int) -> dict:
+    """Graph construction and training epochs of upstream alignn's pure-PyTorch ALIGNN
+    (``ALIGNNAtomWisePure``, layer norm, run by ``python``) and of ours, on ``n`` MP binaries."""
+
+    dataset = load("mp_log10_K", limit=n)
+    crystals = list(dataset.crystals())
+    structures = upstream_structures(crystals)
     start = time.perf_counter()
     store, _ = build_graph_store(crystals, GraphSettings(), workers=1)
     graph_s = time.perf_counter() - start

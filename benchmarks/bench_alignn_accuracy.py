@@ -31,32 +31,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_alignn import UPSTREAM_SETUP, upstream_structures
 from common import load, write_results
 
 from aiida_cgcnn.training.checkpoint import load_checkpoint
 
 EXECUTABLE = str(Path(sys.executable).parent / "aiida-cgcnn")
 
-UPSTREAM_CODE = r"""
-import json, sys, time
-import numpy as np, torch
-torch.set_num_threads(1)
-from jarvis.core.atoms import Atoms
-from alignn.torch_graph_builder import build_pure_torch_graph, batch_torch_graph_pairs
-from alignn.models.alignn_atomwise_pure import ALIGNNAtomWisePure, ALIGNNAtomWisePureConfig
-args = json.load(open(sys.argv[1]))
-pairs = []
-for s in args["structures"]:
-    atoms = Atoms(lattice_mat=s["lattice"], coords=s["frac_coords"], elements=s["symbols"], cartesian=False)
-    pairs.append(build_pure_torch_graph(atoms, two_body_cutoff=8.0, three_body_cutoff=8.0, max_neighbors=12,
-                                        atom_features="cgcnn", compute_line_graph=True))
+UPSTREAM_CODE = (
+    UPSTREAM_SETUP
+    + r"""
 y = torch.tensor(args["targets"], dtype=torch.float32)
 split = {k: np.asarray(v) for k, v in args["split"].items()}
 mean, std = y[split["train"]].mean(), y[split["train"]].std()
-config = ALIGNNAtomWisePureConfig(name="alignn_atomwise_pure", alignn_layers=4, gcn_layers=4,
-    atom_input_features=92, hidden_features=256, embedding_features=64, output_features=1,
-    calculate_gradient=False, gradwise_weight=0.0, use_penalty=False, energy_mult_natoms=False,
-    three_body_cutoff=8.0, use_zbl=False)
 torch.manual_seed(0)
 model = ALIGNNAtomWisePure(config)
 bs, epochs = args["batch_size"], args["epochs"]
@@ -93,6 +80,7 @@ for epoch in range(epochs):
         best = {"epoch": epoch, "val_mae": val, "test_mae": test}
 print(json.dumps({"history": history, "best": best}))
 """
+)
 
 
 def ours(data: Path, work: Path, epochs: int, precision: str) -> dict:
@@ -125,18 +113,8 @@ def ours(data: Path, work: Path, epochs: int, precision: str) -> dict:
 
 
 def upstream(python: str, dataset, split: dict, epochs: int, batch_size: int) -> dict:
-    from pymatgen.core.periodic_table import Element
-
-    structures = [
-        {
-            "lattice": c.lattice.tolist(),
-            "frac_coords": c.frac_coords.tolist(),
-            "symbols": [Element.from_Z(int(z)).symbol for z in c.numbers],
-        }
-        for c in dataset.crystals()
-    ]
     payload = {
-        "structures": structures,
+        "structures": upstream_structures(dataset.crystals()),
         "targets": dataset.targets[:, 0].tolist(),
         "split": split,
         "epochs": epochs,
