@@ -63,6 +63,14 @@ class CGCNNCalculator(Calculator):
     ----------
     models
         A checkpoint path, ``ModelData`` node or ``Predictor``, or a list of them.
+    model
+        Instead of ``models``: a pretrained model by name (``aiida-cgcnn pretrained list``) or an
+        :class:`~aiida_cgcnn.ensemble.Ensemble`. Properties: each target's mean and calibrated
+        ``<name>_std``; for extensive targets also ``<name>_per_atom``, ``<name>_per_atom_std`` and
+        ``<name>_per_formula_unit``; ``basis_atoms`` (atoms of the cell the values refer to: a
+        supercell is reduced to its primitive cell for targets per primitive cell) and
+        ``out_of_domain`` (empty, or why the structure lies outside the training data; a warning is
+        issued too).
     device
         ``cpu`` (default), ``cuda``, ``cuda:N``; a checkpoint trained on a GPU works on the CPU.
     record
@@ -77,13 +85,22 @@ class CGCNNCalculator(Calculator):
 
     def __init__(
         self,
-        models: Any,
+        models: Any = None,
         device: str = "cpu",
         record: bool = False,
         names: dict[str, str] | None = None,
+        model: Any = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.ensemble = None
+        if model is not None:
+            if models is not None:
+                raise ValueError("give either models (checkpoints, nodes) or model (a pretrained name)")
+            self._init_ensemble(model, names, record)
+            return
+        if models is None:
+            raise ValueError("give models (checkpoints, ModelData nodes) or model=NAME (a pretrained model)")
         models = list(models) if isinstance(models, (list, tuple)) else [models]
         if not models:
             raise ValueError("give at least one model")
@@ -121,6 +138,40 @@ class CGCNNCalculator(Calculator):
         if len(self._per_site) == 1:
             properties.append("site_contributions")
         self.implemented_properties = properties
+
+    def _init_ensemble(self, model: Any, names: dict[str, str] | None, record: bool) -> None:
+        from ..ensemble import Ensemble
+
+        if record:
+            raise ValueError(
+                "record=True stores predictions of ModelData nodes: import the pretrained model with "
+                "aiida_cgcnn.data.pretrained.import_pretrained and pass its nodes as models"
+            )
+        self.ensemble = model if isinstance(model, Ensemble) else Ensemble.pretrained(str(model))
+        self.models, self.record, self.recorded_structures, self.predictors = [model], False, [], []
+        self._members, self._per_site = {}, set()
+        names = dict(names or {})
+        self.units = {}
+        self._columns: dict[str, str] = {}  # property -> column of EnsemblePrediction.rows()
+        for target, unit, basis in zip(
+            self.ensemble.target_names, self.ensemble.units, self.ensemble.basis, strict=True
+        ):
+            name = names.get(target, property_name(target))
+            extensive = basis != "intensive"
+            per_cell = f"{unit} per {basis}" if extensive else unit
+            entries = [(name, "pred", per_cell), (f"{name}_std", "std", per_cell)]
+            if extensive:
+                entries += [
+                    (f"{name}_per_atom", "per_atom", f"{unit} per atom"),
+                    (f"{name}_per_atom_std", "per_atom_std", f"{unit} per atom"),
+                    (f"{name}_per_formula_unit", "per_formula_unit", f"{unit} per formula unit"),
+                ]
+            for prop, suffix, prop_unit in entries:
+                self._columns[prop] = f"{target}_{suffix}"
+                self.units[prop] = prop_unit
+        for prop in ("basis_atoms", "out_of_domain"):
+            self._columns[prop] = prop
+        self.implemented_properties = list(self._columns)
 
     def _add(self, name: str, model: int, column: int, unit: str) -> None:
         if name in self.units and self.units[name] != unit:
@@ -180,6 +231,15 @@ class CGCNNCalculator(Calculator):
         return outputs
 
     def _predict(self, images: list) -> dict[str, Any]:
+        if self.ensemble is not None:
+            prediction = self.ensemble.predict(images, ids=[_label(a, k) for k, a in enumerate(images)])
+            rows = prediction.rows()
+            return {
+                prop: np.array(
+                    [row[column] for row in rows], dtype=object if prop == "out_of_domain" else None
+                )
+                for prop, column in self._columns.items()
+            }
         raw = self._raw(images)
         results: dict[str, Any] = {}
         for name, members in self._members.items():

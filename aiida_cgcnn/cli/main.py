@@ -423,8 +423,14 @@ def train(
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.argument("data", type=click.Path(path_type=Path), nargs=-1, required=True)
+@click.argument("inputs", type=click.Path(path_type=Path), nargs=-1, required=True)
+@click.option(
+    "-m",
+    "--model",
+    help="A pretrained model by name (`aiida-cgcnn pretrained list`) instead of a CHECKPOINT: "
+    "every argument is then DATA, and the CSV gives mean, calibrated std, per-atom values of "
+    "extensive targets and an out_of_domain column.",
+)
 @click.option(
     "-o",
     "--output",
@@ -447,8 +453,8 @@ def train(
 )
 @_guarded("output")
 def predict(
-    checkpoint: Path,
-    data: tuple[Path, ...],
+    inputs: tuple[Path, ...],
+    model: str | None,
     output: Path,
     sites,
     skip_invalid,
@@ -457,21 +463,29 @@ def predict(
     workers,
     store_dataset,
 ) -> None:
-    """Predict with CHECKPOINT for DATA: a dataset file, a CGCNN-style directory or structure files."""
+    """Predict with CHECKPOINT (or --model NAME) for DATA: a dataset file, a CGCNN-style directory or
+    structure files.
+
+    \b
+    aiida-cgcnn predict run/best.pt structures/*.cif
+    aiida-cgcnn predict --model phonons-300K structures/*.cif
+    """
     from ..predict import Predictor
-    from ..training.dataset import CrystalDataset, load_dataset
     from ..training.trainer import resolve_device
 
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise click.UsageError(f"no such file or directory: {', '.join(missing)}")
+    if model is not None:
+        _predict_pretrained(model, inputs, output, skip_invalid, batch_size, workers)
+        return
+    if len(inputs) < 2:
+        raise click.UsageError("give a CHECKPOINT and DATA, or --model NAME and DATA")
+    checkpoint, data = inputs[0], inputs[1:]
     predictor = Predictor.from_checkpoint(checkpoint, device=resolve_device(device))
-    skipped = []
-    if len(data) == 1 and (data[0].is_dir() or data[0].suffix == ".npz"):
-        dataset_, skipped = load_dataset(data[0], skip_invalid=skip_invalid, require_targets=False)
-        if store_dataset is not None and data[0].suffix == ".npz":
-            _store_copy(data[0], store_dataset)
-    else:
-        dataset_, skipped = CrystalDataset.from_structures(
-            [str(p) for p in data], ids=_file_ids(data), require_targets=False, skip_invalid=skip_invalid
-        )
+    dataset_, skipped = _read_inputs(data, skip_invalid)
+    if store_dataset is not None and len(data) == 1 and data[0].suffix == ".npz":
+        _store_copy(data[0], store_dataset)
     result = predictor.predict(dataset_, skip_invalid=skip_invalid, batch_size=batch_size, workers=workers)
     skipped = skipped + result.skipped
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -506,6 +520,45 @@ def predict(
         skipped=[asdict(s) for s in skipped],
     )
     click.echo(f"Predicted {len(result.ids)} structures -> {output}")
+
+
+def _read_inputs(data: tuple[Path, ...], skip_invalid: bool):
+    from ..training.dataset import CrystalDataset, load_dataset
+
+    if len(data) == 1 and (data[0].is_dir() or data[0].suffix == ".npz"):
+        return load_dataset(data[0], skip_invalid=skip_invalid, require_targets=False)
+    return CrystalDataset.from_structures(
+        [str(p) for p in data], ids=_file_ids(data), require_targets=False, skip_invalid=skip_invalid
+    )
+
+
+def _predict_pretrained(name, data, output: Path, skip_invalid, batch_size, workers) -> None:
+    import warnings
+
+    from ..ensemble import Ensemble, OutOfDomainWarning
+
+    ensemble = Ensemble.pretrained(name)
+    dataset_, skipped = _read_inputs(data, skip_invalid)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OutOfDomainWarning)
+        result = ensemble.predict(dataset_, skip_invalid=skip_invalid, batch_size=batch_size, workers=workers)
+    for warning in caught:
+        click.echo(f"Warning: {warning.message}", err=True)
+    skipped = skipped + result.skipped
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result.write_csv(output)
+    if skipped:
+        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
+    flagged = sum(bool(r) for r in result.out_of_domain)
+    _write_status(
+        output.parent,
+        "completed",
+        f"predicted {len(result.ids)} structures with {result.model}",
+        skipped=[asdict(s) for s in skipped],
+        out_of_domain=flagged,
+    )
+    click.echo(f"Predicted {len(result.ids)} structures with {result.model} -> {output}")
 
 
 # --- demo ---------------------------------------------------------------------------------------
@@ -551,6 +604,15 @@ def _add_phonon_commands() -> None:
 
 
 _add_phonon_commands()
+
+
+def _add_pretrained_commands() -> None:
+    from .pretrained import pretrained
+
+    cli.add_command(pretrained)
+
+
+_add_pretrained_commands()
 
 
 def main() -> None:

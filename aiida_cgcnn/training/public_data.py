@@ -21,6 +21,7 @@ from ..structures import Crystal
 from .dataset import CrystalDataset, Skipped
 
 __all__ = [
+    "PHONONDB_COLUMNS",
     "phonondb_crystal",
     "read_castelli_perovskites",
     "read_matcalc_structures",
@@ -152,11 +153,24 @@ def phonondb_crystal(record: dict) -> Crystal:
     )
 
 
+#: phonondb's 300 K columns: target name -> (record key, unit), all per mole of primitive cells
+PHONONDB_COLUMNS = {
+    "U": ("U_kJmol", "kJ/mol"),
+    "Cv": ("Cv_JKmol", "J/(K mol)"),
+    "S": ("S_JKmol", "J/(K mol)"),
+    "F": ("F_kJmol", "kJ/mol"),
+}
+
+
 def read_phonondb_thermal(
-    path: str | os.PathLike, min_freq_thz: float = -0.5, limit: int | None = None
+    path: str | os.PathLike,
+    min_freq_thz: float = -0.5,
+    limit: int | None = None,
+    targets: tuple[str, ...] = ("U", "Cv"),
 ) -> tuple[CrystalDataset, list[Skipped]]:
-    """Read phonondb's 300 K table: primitive cells with U (kJ/mol) and Cv (J/(K·mol)) per mole of
-    primitive cells; dynamically unstable materials (lowest frequency below ``min_freq_thz``) are left out."""
+    """Read phonondb's 300 K table: primitive cells with ``targets`` among U (kJ/mol), Cv, S
+    (J/(K·mol)) and F (kJ/mol), per mole of primitive cells; dynamically unstable materials (lowest
+    frequency below ``min_freq_thz``) are left out."""
 
     from ..errors import InvalidStructureError
     from ..structures import validate_crystal
@@ -173,14 +187,14 @@ def read_phonondb_thermal(
                 continue
             try:
                 crystals.append(validate_crystal(phonondb_crystal(record)))
-                values.append([record["U_kJmol"], record["Cv_JKmol"]])
+                values.append([record[PHONONDB_COLUMNS[t][0]] for t in targets])
             except InvalidStructureError as error:
                 skipped.append(Skipped(sid, str(error)))
     dataset = CrystalDataset.from_crystals(
         crystals,
-        np.array(values),
-        ["U", "Cv"],
-        ["kJ/mol", "J/(K mol)"],
+        np.array(values).reshape(len(crystals), len(targets)),
+        list(targets),
+        [PHONONDB_COLUMNS[t][1] for t in targets],
         metadata={"source": str(path), "temperature_K": 300.0, "per": "mole of primitive cells"},
     )
     return dataset, skipped

@@ -1,0 +1,64 @@
+"""The shipped models: one folder per model under ``models/`` with its member checkpoints and its
+``card.json`` (recipe, data with sha256, split, test metrics, calibration, domain). Read offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+
+__all__ = ["MODELS_DIR", "UnknownModelError", "available", "card", "member_files", "model_label"]
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+class UnknownModelError(ValueError):
+    """No shipped model has this name."""
+
+
+def available() -> list[str]:
+    """Names of the models shipped in this installation."""
+    return sorted(p.parent.name for p in MODELS_DIR.glob("*/card.json"))
+
+
+def card(name: str) -> dict[str, Any]:
+    """The registry entry of model ``name``."""
+    path = MODELS_DIR / name / "card.json"
+    if not path.is_file():
+        raise UnknownModelError(
+            f"no pretrained model {name!r}; available: {', '.join(available()) or 'none'} "
+            "(`aiida-cgcnn pretrained list`)"
+        )
+    return json.loads(path.read_text())
+
+
+def model_label(entry: dict[str, Any]) -> str:
+    """``pretrained NAME vN, trained on SOURCE (FUNCTIONAL)``, as provenance listings print it."""
+    source = entry["source"]["path"].split("/")[0]
+    functional = entry["source"]["functional"]
+    return f"pretrained {entry['name']} v{entry['version']}, trained on {source} ({functional})"
+
+
+def member_files(
+    name: str, entry: dict[str, Any] | None = None, verify: bool = True, folder: Path | None = None
+) -> list[Path]:
+    """The member checkpoints of ``name`` (in ``folder``, by default the installed model's), each
+    checked against the sha256 its card records."""
+    from .build import sha256_file
+
+    entry = entry or card(name)
+    folder = folder or MODELS_DIR / name
+    files = []
+    for item in entry["files"]:
+        path = folder / item["path"]
+        if not path.is_file():
+            raise CheckpointError(f"pretrained model {name!r} lacks {item['path']}: reinstall aiida-cgcnn")
+        if verify and sha256_file(path) != item["sha256"]:
+            raise CheckpointError(
+                f"{path} does not match the sha256 in the card of {name!r}: the file was altered; "
+                "reinstall aiida-cgcnn"
+            )
+        files.append(path)
+    return files
