@@ -7,9 +7,13 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 
 from ..data.dataset import CrystalDatasetData
+from ..data.ensemble import EnsembleData
 from ..data.model import ModelData
 
-__all__ = ["PredictCalculation"]
+__all__ = ["ENSEMBLE_FOLDER", "PredictCalculation"]
+
+#: Where an ensemble's card and members go in the remote working directory.
+ENSEMBLE_FOLDER = "ensemble"
 
 
 class PredictCalculation(CalcJob):
@@ -18,12 +22,23 @@ class PredictCalculation(CalcJob):
     Outputs ``predictions`` (``ArrayData`` with arrays ``ids`` and ``values``; attributes
     ``target_names``, ``units``, ``task``), ``skipped`` (ids and reasons) and, for site-pooled
     models, ``site_contributions`` (CSV).
+
+    With an ``EnsembleData`` its card and members are copied to the folder ``ensemble`` and the
+    command runs ``--model ensemble``: ``values`` are the members' mean and ``predictions`` also has
+    ``std`` (calibrated), ``values_per_atom``/``std_per_atom`` (NaN for intensive targets),
+    ``basis_atoms`` and ``out_of_domain`` (bool), with attributes ``basis`` and ``model`` (the
+    ensemble's label); ``out_of_domain`` (id -> reason, the flagged structures only) and
+    ``n_out_of_domain`` are outputs of their own.
     """
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input("model", valid_type=ModelData, help="The trained model.")
+        spec.input(
+            "model",
+            valid_type=(ModelData, EnsembleData),
+            help="A trained model, or a pretrained ensemble (mean, calibrated std, out-of-domain flags).",
+        )
         spec.input("dataset", valid_type=CrystalDatasetData, help="The structures to predict.")
         spec.input(
             "device",
@@ -64,6 +79,18 @@ class PredictCalculation(CalcJob):
             required=False,
             help="Per-site contributions (sum/site pooling).",
         )
+        spec.output(
+            "out_of_domain",
+            valid_type=orm.Dict,
+            required=False,
+            help="Ensembles: structures outside the training domain, id -> reason.",
+        )
+        spec.output(
+            "n_out_of_domain",
+            valid_type=orm.Int,
+            required=False,
+            help="Ensembles: how many structures lie outside the training domain.",
+        )
         spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The command left no {filename}.")
         spec.exit_code(310, "ERROR_INVALID_DATASET", message="Invalid input: {message}")
         spec.exit_code(
@@ -79,7 +106,13 @@ class PredictCalculation(CalcJob):
 
         dataset = self.inputs.dataset
         computer = self.inputs.code.computer
-        local_copy_list = [(self.inputs.model.uuid, self.inputs.model.filename, "model.pt")]
+        model = self.inputs.model
+        if isinstance(model, EnsembleData):
+            local_copy_list = [
+                (model.uuid, name, f"{ENSEMBLE_FOLDER}/{name}") for name in ["card.json", *model.member_files]
+            ]
+        else:
+            local_copy_list = [(model.uuid, model.filename, "model.pt")]
         if self.inputs.reuse_remote_dataset.value and remote_dataset_available(dataset, computer):
             data_path = f"{REMOTE_CACHE}/datasets/{dataset.sha256}.npz"
         else:
@@ -88,22 +121,37 @@ class PredictCalculation(CalcJob):
         folder.get_subfolder("run", create=True)
         code_info = datastructures.CodeInfo()
         code_info.code_uuid = self.inputs.code.uuid
-        code_info.cmdline_params = [
-            "predict",
-            "model.pt",
-            data_path,
-            "--output",
-            "run/predictions.csv",
-            "--sites",
-            "run/sites.csv",
-            "--skip-invalid",
-            "--device",
-            self.inputs.device.value,
-            "--batch-size",
-            str(self.inputs.batch_size.value),
-            "--store-dataset",
-            f"{REMOTE_CACHE}/datasets",
-        ]
+        if isinstance(model, EnsembleData):
+            # the pretrained path reads the folder's card; it neither takes --device nor keeps a
+            # dataset copy, so the parser does not mark the dataset as cached
+            code_info.cmdline_params = [
+                "predict",
+                "--model",
+                ENSEMBLE_FOLDER,
+                data_path,
+                "--output",
+                "run/predictions.csv",
+                "--skip-invalid",
+                "--batch-size",
+                str(self.inputs.batch_size.value),
+            ]
+        else:
+            code_info.cmdline_params = [
+                "predict",
+                "model.pt",
+                data_path,
+                "--output",
+                "run/predictions.csv",
+                "--sites",
+                "run/sites.csv",
+                "--skip-invalid",
+                "--device",
+                self.inputs.device.value,
+                "--batch-size",
+                str(self.inputs.batch_size.value),
+                "--store-dataset",
+                f"{REMOTE_CACHE}/datasets",
+            ]
         code_info.stdout_name = "aiida.out"
         code_info.stderr_name = "aiida.err"
         calc_info = datastructures.CalcInfo()

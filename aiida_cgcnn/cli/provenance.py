@@ -33,7 +33,8 @@ def model_group(ctx: click.Context, profile: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def list_command(ctx: click.Context, as_json: bool) -> None:
-    """Every stored model: targets, units, test metrics and training dataset."""
+    """Every stored model: targets, units, test metrics and training dataset (for a pretrained
+    ensemble its label: name, version and training data)."""
     _load_profile(ctx.obj["profile"])
     from ..provenance import list_models
 
@@ -46,11 +47,16 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
         targets = ", ".join(
             f"{t} [{u}]" if u else t for t, u in zip(row["targets"], row["units"], strict=True)
         )
-        mae = row["test"].get("mae", row["test"].get("accuracy"))
+        test = row["test"]
+        if row.get("label"):  # an ensemble: the MAE of its first target
+            test = next(iter(test.values()), {})
+        mae = test.get("mae", test.get("accuracy"))
         mae_text = "-" if mae is None else f"{mae:.4g}"
         dataset = (
             "-" if row["dataset_pk"] is None else f"{row['dataset_pk']} ({row['dataset_size']} structures)"
         )
+        if row.get("label"):
+            dataset = row["label"]
         click.echo(
             f"{row['pk']:>6}  {row['architecture']:12s} {row['pooling']:10s} {targets:28s} {mae_text:>10s}  "
             f"{dataset}"
@@ -78,10 +84,17 @@ def predictions_command(ctx: click.Context, structure: str, as_json: bool) -> No
     if not records:
         click.echo(f"no predictions recorded for StructureData<{node.pk}>")
     for r in records:
-        values = ", ".join(f"{k} = {v:.6g} {r.units.get(k, '')}".rstrip() for k, v in r.values.items())
+        values = ", ".join(
+            f"{k} = {v:.6g}{f' ± {r.std[k]:.2g}' if k in r.std else ''} {r.units.get(k, '')}".rstrip()
+            for k, v in r.values.items()
+        )
+        if r.out_of_domain is not None:  # a pretrained ensemble: its label says what it was trained on
+            flag = f"  OUT OF DOMAIN: {r.out_of_domain}" if r.out_of_domain else ""
+            model = f"model {r.model_pk} ({r.model}){flag}"
+        else:
+            model = f"model {r.model_pk}  trained on {r.training_dataset_uuid or '-'}"
         click.echo(
-            f"{r.date[:19]}  {values}  model {r.model_pk}  trained on {r.training_dataset_uuid or '-'}  "
-            f"({r.process_type.split('.')[-1]} {r.process_uuid[:8]})"
+            f"{r.date[:19]}  {values}  {model}  ({r.process_type.split('.')[-1]} {r.process_uuid[:8]})"
         )
 
 
@@ -90,14 +103,20 @@ def predictions_command(ctx: click.Context, structure: str, as_json: bool) -> No
 @click.argument("path", type=click.Path(path_type=Path))
 @click.pass_context
 def export_command(ctx: click.Context, model: str, path: Path) -> None:
-    """Write the checkpoint of MODEL (pk or uuid of a ModelData) to PATH, for the command line or ASE."""
+    """Write the checkpoint of MODEL (pk or uuid of a ModelData) to PATH, for the command line or ASE;
+    for a pretrained ensemble (EnsembleData) PATH is a folder for `aiida-cgcnn predict --model PATH`."""
     _load_profile(ctx.obj["profile"])
     from aiida import orm
 
+    from ..data.ensemble import EnsembleData
     from ..data.model import ModelData
 
     node = orm.load_node(model)
+    if isinstance(node, EnsembleData):
+        node.export(path)
+        click.echo(f"wrote {path}/ ({node.model_label}, {len(node.member_files)} members)")
+        return
     if not isinstance(node, ModelData):
-        raise click.BadParameter(f"node {model} is a {type(node).__name__}, not a ModelData")
+        raise click.BadParameter(f"node {model} is a {type(node).__name__}, not a ModelData or EnsembleData")
     node.export(path)
     click.echo(f"wrote {path} (sha256 {node.sha256[:12]})")

@@ -10,6 +10,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from ..data.ensemble import EnsembleData
 from .train import _STATUS_TO_EXIT, _tail, read_status
 
 __all__ = ["PredictParser"]
@@ -29,7 +30,9 @@ class PredictParser(Parser):
             if stderr:
                 return exit_codes.ERROR_COMMAND_FAILED.format(message=stderr)
             return exit_codes.ERROR_MISSING_OUTPUT.format(filename="status.json")
-        self.node.base.extras.set("cgcnn_dataset_cached", True)
+        model = self.node.inputs.model
+        if not isinstance(model, EnsembleData):  # the ensemble path keeps no dataset copy
+            self.node.base.extras.set("cgcnn_dataset_cached", True)
         if status["status"] in _STATUS_TO_EXIT and status["status"] != "diverged":
             return getattr(exit_codes, _STATUS_TO_EXIT[status["status"]]).format(
                 message=status.get("message", "")
@@ -38,7 +41,9 @@ class PredictParser(Parser):
             text = retrieved.get_object_content("predictions.csv")
         except (FileNotFoundError, OSError):
             return exit_codes.ERROR_MISSING_OUTPUT.format(filename="predictions.csv")
-        model = self.node.inputs.model
+        if isinstance(model, EnsembleData):
+            self._parse_ensemble(model, text, status)
+            return None
         rows = list(csv.reader(io.StringIO(text)))
         header, body = rows[0], rows[1:]
         task = model.base.attributes.get("task")
@@ -68,3 +73,46 @@ class PredictParser(Parser):
         except (FileNotFoundError, OSError):
             pass
         return None
+
+    def _parse_ensemble(self, model: EnsembleData, text: str, status: dict) -> None:
+        """Mean, calibrated std, per-atom values and out-of-domain flags of an ensemble's CSV."""
+        import tempfile
+
+        from ..ensemble import read_ensemble_csv
+
+        with tempfile.TemporaryDirectory(prefix="cgcnn-parse-") as tmp:
+            path = f"{tmp}/predictions.csv"
+            with open(path, "w") as handle:
+                handle.write(text)
+            _, _, rows = read_ensemble_csv(path)
+        names, basis = model.targets, model.basis
+        n, t = len(rows), len(names)
+
+        def column(suffix: str) -> np.ndarray:
+            return np.array(
+                [[float(r.get(f"{name}{suffix}", np.nan)) for name in names] for r in rows]
+            ).reshape(n, t)
+
+        predictions = orm.ArrayData()
+        predictions.set_array("ids", np.array([r["id"] for r in rows], dtype=str))
+        predictions.set_array("values", column("_pred"))
+        predictions.set_array("std", column("_std"))
+        predictions.set_array("values_per_atom", column("_per_atom"))
+        predictions.set_array("std_per_atom", column("_per_atom_std"))
+        predictions.set_array("basis_atoms", np.array([r["basis_atoms"] for r in rows], dtype=np.int64))
+        predictions.set_array("out_of_domain", np.array([bool(r["out_of_domain"]) for r in rows]))
+        predictions.base.attributes.set_many(
+            {
+                "target_names": names,
+                "units": model.units,
+                "basis": basis,
+                "task": "regression",
+                "classes": [],
+                "model": model.model_label,
+            }
+        )
+        flagged = {r["id"]: r["out_of_domain"] for r in rows if r["out_of_domain"]}
+        self.out("predictions", predictions)
+        self.out("skipped", orm.Dict({s["id"]: s["reason"] for s in status.get("skipped", [])}))
+        self.out("out_of_domain", orm.Dict(flagged))
+        self.out("n_out_of_domain", orm.Int(len(flagged)))
