@@ -41,7 +41,9 @@ def primitive_crystal(crystal: Crystal, symprec: float = PRIMITIVE_SYMPREC) -> C
     import spglib
 
     cell = (crystal.lattice, crystal.frac_coords, crystal.numbers)
-    found = spglib.standardize_cell(cell, to_primitive=True, no_idealize=True, symprec=symprec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # spglib 2.x: about its error handling
+        found = spglib.standardize_cell(cell, to_primitive=True, no_idealize=True, symprec=symprec)
     if found is None or len(found[2]) >= crystal.num_atoms or crystal.num_atoms % len(found[2]):
         return crystal
     lattice, frac, numbers = found

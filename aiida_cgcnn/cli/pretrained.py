@@ -127,3 +127,21 @@ def build_command(name, data_dir, output, work_dir, members, epochs, device, no_
     card = build(name, data_dir, output, work_dir, chosen, epochs, device, not no_finalize, echo=click.echo)
     if card is not None and install:
         click.echo(f"installed -> {install_model(output, name)}")
+
+
+@pretrained.command("card")
+@click.argument("names", nargs=-1)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("docs/pretrained"),
+    show_default=True,
+    help="Folder of the Markdown pages (plots under OUTPUT/images).",
+)
+def card_command(names, output) -> None:
+    """Write the model card (Markdown page and plots) of NAMES (every shipped model by default)."""
+    from ..pretrained.cards import write_cards
+
+    for path in write_cards(output, list(names) or None):
+        click.echo(f"card -> {path}")

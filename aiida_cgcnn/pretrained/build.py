@@ -8,6 +8,7 @@ member draws its own training and validation parts with its own seed. The member
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -137,6 +138,8 @@ def build(
         destination = output_dir / f"{run.parent.name}.pt"
         _ship(run.parent / "best.pt", destination)
         files.append(destination)
+    if epochs is not None:  # the card states the recipe the members were really trained with
+        spec = dataclasses.replace(spec, train=dict(spec.train, epochs=epochs))
     card = write_card(spec, dataset, skipped, source, split, files, output_dir, echo=echo)
     echo(f"{name}: card -> {card}")
     return card
@@ -188,17 +191,18 @@ def write_card(
             },
             "test_ids": [str(i) for i in dataset.ids[split["test"]]],
             "domain": _domain(pool),
+            "members": len(files),
             "package_version": __version__,
             "built": time.strftime("%Y-%m-%d %H:%M:%S"),
             "std_scale": [1.0] * len(dataset.target_names),
         }
     )
     ensemble = Ensemble.from_files(files, entry)
-    calibration = ensemble.predict(dataset.subset(split["calibration"]), calibrated=False)
+    calibration = ensemble.predict(dataset.subset(split["calibration"]), calibrated=False, warn=False)
     scale = fit_scale(calibration.mean, calibration.std, dataset.targets[split["calibration"]])
     entry["std_scale"] = [float(s) for s in scale]
     test_set = dataset.subset(split["test"])
-    test = Ensemble.from_files(files, entry).predict(test_set, calibrated=False)
+    test = Ensemble.from_files(files, entry).predict(test_set, calibrated=False, warn=False)
     entry["metrics"] = evaluate_ensemble(test, test_set, scale, spec, files)
     (output_dir / "card.json").write_text(json.dumps(entry, indent=1))
     np.savez_compressed(
