@@ -96,9 +96,9 @@ class EnsembleData(orm.FolderData):
                     "use the files the card was built with (reinstall aiida-cgcnn for a shipped model)"
                 )
             checkpoint = load_checkpoint(path)  # weights_only=True; raises CheckpointError
-            names = list(checkpoint["targets"]["names"])
-            if names != [target["name"] for target in entry["targets"]]:
-                raise ValueError(f"{path} predicts {names}, the card lists {entry['targets']}")
+            found = list(zip(checkpoint["targets"]["names"], checkpoint["targets"]["units"], strict=True))
+            if found != [(target["name"], target["unit"]) for target in entry["targets"]]:
+                raise ValueError(f"{path} predicts {found} (name, unit), the card lists {entry['targets']}")
         self.base.repository.put_object_from_file(str(card_path), CARD)
         for item in entry["files"]:
             self.base.repository.put_object_from_file(str(folder / item["path"]), item["path"])

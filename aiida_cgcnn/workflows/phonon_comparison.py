@@ -17,6 +17,7 @@ from aiida.engine import WorkChain
 from aiida_phonopy.data import PhonopyData, PreProcessData
 
 from ..calculations.functions.phonons import compare_phonon_predictions, predict_phonon_properties
+from ..data.ensemble import EnsembleData
 from ..data.model import ModelData
 from ..phonons.compare import find_phonon_target
 from ..phonons.errors import PhononInputError
@@ -49,6 +50,12 @@ def _validate_models(inputs: dict[str, Any]) -> str | None:
             node = inputs.get(key) or inputs["model"]
             name = f"{key if key in inputs else 'model'} ({_node_name(node)})"
             target = find_phonon_target(prop, node.targets, node.units, name, temperature)
+            if isinstance(node, EnsembleData) and node.basis[target.index] == "intensive":
+                return (
+                    f"{name}: target {target.name!r} is intensive (per atom or per formula of any size); "
+                    "U and Cv are compared per mole of primitive cells: use an ensemble whose target "
+                    "is per primitive cell or per formula unit"
+                )
             if target.temperature_k is not None and abs(target.temperature_k - temperature) > 1e-6:
                 return (
                     f"{name}: target {target.name!r} is at {target.temperature_k:g} K but model_temperature "
@@ -160,16 +167,22 @@ class PhononComparisonWorkChain(WorkChain):
             "forces) read by import_phonopy_calculation; with `structures`, the same labels, "
             "and each structure must be the set-up's primitive cell.",
         )
-        spec.input("model", valid_type=ModelData, required=False, help="One model with targets U and Cv.")
+        spec.input(
+            "model",
+            valid_type=(ModelData, EnsembleData),
+            required=False,
+            help="One model with targets U and Cv, or a pretrained ensemble of them (e.g. "
+            "import_pretrained('phonons-300K')): its mean is compared, its spread recorded.",
+        )
         spec.input(
             "model_u",
-            valid_type=ModelData,
+            valid_type=(ModelData, EnsembleData),
             required=False,
             help="Model of U in kJ/mol per mole of primitive cells.",
         )
         spec.input(
             "model_cv",
-            valid_type=ModelData,
+            valid_type=(ModelData, EnsembleData),
             required=False,
             help="Model of Cv in J/(K·mol) per mole of primitive cells.",
         )

@@ -240,6 +240,25 @@ def _model_targets(temperature: float, model: Any, model_u: Any, model_cv: Any) 
     return chosen
 
 
+def _predict(node: Any, atoms: list, labels: list[str]) -> Any:
+    """A ModelData's predictions, or an EnsembleData's (mean, calibrated std, domain flags)."""
+    if hasattr(node, "get_ensemble"):
+        return node.get_ensemble().predict(atoms, ids=labels, skip_invalid=True, warn=False)
+    return node.get_predictor().predict(atoms, ids=labels, skip_invalid=True)
+
+
+def _per_cell(result: Any, index: int) -> Any:
+    """Factor from an ensemble's basis to the cell given: the work chain gives phonopy's primitive
+    cells, so a value per primitive cell is per cell given; one per formula unit is multiplied by
+    the formula units in the cell."""
+    basis = result.basis[index]
+    if basis == "primitive cell":
+        return result.cell_atoms / result.basis_atoms
+    if basis == "formula unit":
+        return result.formula_units * result.cell_atoms / result.basis_atoms
+    raise PhononInputError(f"target {result.target_names[index]!r} is intensive; U and Cv must be per cell")
+
+
 @calcfunction
 def predict_phonon_properties(
     temperature: orm.Float,
@@ -250,23 +269,36 @@ def predict_phonon_properties(
 ) -> dict[str, Any]:
     """Predict U (kJ/mol) and Cv (J/(K·mol)) per mole of cells for each of ``structures``.
 
-    ``model`` gives both (a two-target model), or ``model_u`` and ``model_cv`` one each. Outputs
-    ``predictions.<label>`` Dicts (``U_kJmol``, ``Cv_JKmol``, ``temperature_K``, the models' UUIDs
-    and targets) and ``skipped``: structures a model could not take, with the reason.
+    ``model`` gives both (a two-target model), or ``model_u`` and ``model_cv`` one each; each is a
+    ``ModelData`` or a pretrained ``EnsembleData``. Outputs ``predictions.<label>`` Dicts
+    (``U_kJmol``, ``Cv_JKmol``, ``temperature_K``, the models' UUIDs and targets; for an ensemble
+    also ``U_kJmol_std``/``Cv_JKmol_std``, its calibrated spread, and ``out_of_domain`` when the
+    crystal lies outside its training data) and ``skipped``: structures a model could not take,
+    with the reason.
     """
     chosen = _model_targets(temperature.value, model, model_u, model_cv)
     labels = sorted(structures)
     atoms = [structures[label].get_ase() for label in labels]
     values: dict[str, dict[str, float]] = {label: {} for label in labels}
     skipped: dict[str, str] = {}
-    predictors: dict[str, Any] = {}
+    results: dict[str, Any] = {}
     for prop, (node, index) in chosen.items():
-        predictor = predictors.setdefault(node.uuid, node.get_predictor())
-        result = predictor.predict(atoms, ids=labels, skip_invalid=True)
+        key = PROPERTIES[prop]["key"]
+        if node.uuid not in results:
+            results[node.uuid] = _predict(node, atoms, labels)
+        result = results[node.uuid]
         for item in result.skipped:
             skipped[str(item.id)] = f"model {_name(node)} cannot take it: {item.reason}"
+        if hasattr(result, "mean"):  # an ensemble: the mean per basis cell, scaled to the cell given
+            per_cell = _per_cell(result, index)
+            for k, label in enumerate(result.ids):
+                values[label][key] = float(result.mean[k, index] * per_cell[k])
+                values[label][f"{key}_std"] = float(result.std[k, index] * per_cell[k])
+                if result.out_of_domain[k]:
+                    values[label]["out_of_domain"] = result.out_of_domain[k]
+            continue
         for label, row in zip(result.ids, result.values, strict=True):
-            values[label][PROPERTIES[prop]["key"]] = float(row[index])
+            values[label][key] = float(row[index])
     outputs: dict[str, orm.Dict] = {}
     for label in labels:
         if label in skipped:
