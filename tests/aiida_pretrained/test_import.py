@@ -18,7 +18,7 @@ def _count(cls) -> int:
     return orm.QueryBuilder().append(cls).count()
 
 
-def test_import_is_idempotent_and_records_where_the_model_came_from(aiida_profile, installed_model):
+def test_import_is_idempotent_and_records_where_the_model_came_from(aiida_profile, installed_model, tmp_path):
     entry = card(installed_model)
     node = import_pretrained(installed_model)
     assert node.is_stored and isinstance(node, EnsembleData)
@@ -57,6 +57,8 @@ def test_import_is_idempotent_and_records_where_the_model_came_from(aiida_profil
     assert inputs["metrics"]["targets"][target]["mae"] == pytest.approx(measured)
 
     # the ensemble of the node predicts as the shipped one
+    from pymatgen.io.ase import AseAtomsAdaptor
+
     from aiida_cgcnn.ensemble import Ensemble
 
     from .conftest import perovskite
@@ -64,6 +66,20 @@ def test_import_is_idempotent_and_records_where_the_model_came_from(aiida_profil
     ours = node.get_ensemble().predict([perovskite()], ids=["SrTiO3"])
     shipped = Ensemble.pretrained(installed_model).predict([perovskite()], ids=["SrTiO3"])
     assert ours.mean.tolist() == shipped.mean.tolist() and ours.std.tolist() == shipped.std.tolist()
+    atoms = AseAtomsAdaptor.get_atoms(perovskite())
+    atoms.calc = node.calculator()
+    assert atoms.calc.get_property("heat_of_formation", atoms) == pytest.approx(
+        float(shipped.mean[0, 0]), rel=1e-6
+    )
+    assert atoms.calc.get_property("heat_of_formation_std", atoms) == pytest.approx(
+        float(shipped.std[0, 0]), rel=1e-6
+    )
+    assert (
+        Ensemble.from_directory(node.export(tmp_path / "exported"))
+        .predict([perovskite()], ids=["SrTiO3"])
+        .mean.tolist()
+        == shipped.mean.tolist()
+    )
 
 
 def test_an_altered_member_is_refused(aiida_profile, installed_model, tmp_path):
