@@ -228,9 +228,13 @@ class Ensemble:
         self.name = name
 
     @classmethod
-    def from_files(cls, paths: Sequence[str | os.PathLike], entry: dict[str, Any] | None = None) -> Ensemble:
+    def from_files(
+        cls, paths: Sequence[str | os.PathLike], entry: dict[str, Any] | None = None, device: str = "cpu"
+    ) -> Ensemble:
         """Members from checkpoint files; ``entry`` (a registry card) gives scale, domain and basis."""
-        members = [Predictor(load_checkpoint(p)) for p in paths]
+        from .pretrained.registry import model_label
+
+        members = [Predictor(load_checkpoint(p), device=device) for p in paths]
         if entry is None:
             return cls(members)
         return cls(
@@ -238,22 +242,22 @@ class Ensemble:
             std_scale=entry.get("std_scale"),
             domain=entry.get("domain"),
             basis=[t["basis"] for t in entry["targets"]] if "targets" in entry else None,
-            name=f"{entry['name']} v{entry['version']}",
+            name=model_label(entry),
         )
 
     @classmethod
-    def pretrained(cls, name: str | os.PathLike, verify: bool = True) -> Ensemble:
+    def pretrained(cls, name: str | os.PathLike, verify: bool = True, device: str = "cpu") -> Ensemble:
         """The shipped model ``name`` (``aiida-cgcnn pretrained list``), or a model folder (its
         ``card.json`` and member files, e.g. copied to a remote computer); files checked by sha256."""
         from .pretrained.registry import card, member_files
 
         if os.path.isdir(name):
-            return cls.from_directory(name, verify=verify)
+            return cls.from_directory(name, verify=verify, device=device)
         entry = card(str(name))
-        return cls.from_files(member_files(str(name), entry, verify=verify), entry)
+        return cls.from_files(member_files(str(name), entry, verify=verify), entry, device=device)
 
     @classmethod
-    def from_directory(cls, path: str | os.PathLike, verify: bool = True) -> Ensemble:
+    def from_directory(cls, path: str | os.PathLike, verify: bool = True, device: str = "cpu") -> Ensemble:
         """A model folder as ``aiida-cgcnn pretrained build`` writes it: ``card.json`` and the members."""
         import json
         from pathlib import Path
@@ -264,7 +268,8 @@ class Ensemble:
         if not (folder / "card.json").is_file():
             raise ValueError(f"{str(folder)!r} is not a model folder: it has no card.json")
         entry = json.loads((folder / "card.json").read_text())
-        return cls.from_files(member_files(entry["name"], entry, verify=verify, folder=folder), entry)
+        files = member_files(entry["name"], entry, verify=verify, folder=folder)
+        return cls.from_files(files, entry, device=device)
 
     # --- prediction ------------------------------------------------------------------------------
 

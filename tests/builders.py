@@ -65,3 +65,11 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A random orthogonal 3x3 matrix (a proper or improper rotation)."""
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     return q * np.sign(np.diag(r))
+
+
+def perovskite(a: str = "Sr", b: str = "Ti", x: str = "O", lattice: float = 3.9):
+    """A cubic ABX3 perovskite of 5 atoms (pymatgen ``Structure``), as the perovskite data has them."""
+    from pymatgen.core import Lattice, Structure
+
+    sites = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    return Structure(Lattice.cubic(lattice), [a, b, x, x, x], sites)

@@ -64,8 +64,9 @@ class CGCNNCalculator(Calculator):
     models
         A checkpoint path, ``ModelData`` node or ``Predictor``, or a list of them.
     model
-        Instead of ``models``: a pretrained model by name (``aiida-cgcnn pretrained list``) or an
-        :class:`~aiida_cgcnn.ensemble.Ensemble`. Properties: each target's mean and calibrated
+        Instead of ``models``: a pretrained model by name (``aiida-cgcnn pretrained list``), an
+        :class:`~aiida_cgcnn.ensemble.Ensemble` or a stored ``EnsembleData`` (needed for ``record=True``).
+        Properties: each target's mean and calibrated
         ``<name>_std``; for extensive targets also ``<name>_per_atom``, ``<name>_per_atom_std`` and
         ``<name>_per_formula_unit``; ``basis_atoms`` (atoms of the cell the values refer to: a
         supercell is reduced to its primitive cell for targets per primitive cell) and
@@ -142,13 +143,17 @@ class CGCNNCalculator(Calculator):
     def _init_ensemble(self, model: Any, names: dict[str, str] | None, record: bool) -> None:
         from ..ensemble import Ensemble
 
-        if record:
+        node = model if hasattr(model, "get_ensemble") else None  # EnsembleData, duck-typed (no AiiDA here)
+        if record and node is None:
             raise ValueError(
-                "record=True stores predictions of ModelData nodes: import the pretrained model with "
-                "aiida_cgcnn.data.pretrained.import_pretrained and pass its nodes as models"
+                "record=True stores predictions in the provenance graph: pass the stored ensemble, "
+                "model=aiida_cgcnn.data.pretrained.import_pretrained(NAME)"
             )
-        self.ensemble = model if isinstance(model, Ensemble) else Ensemble.pretrained(str(model))
-        self.models, self.record, self.recorded_structures, self.predictors = [model], False, [], []
+        if node is not None:
+            self.ensemble = node.get_ensemble()
+        else:
+            self.ensemble = model if isinstance(model, Ensemble) else Ensemble.pretrained(str(model))
+        self.models, self.record, self.recorded_structures, self.predictors = [model], record, [], []
         self._members, self._per_site = {}, set()
         names = dict(names or {})
         self.units = {}
@@ -230,10 +235,28 @@ class CGCNNCalculator(Calculator):
             outputs.append((values, sites))
         return outputs
 
+    def _recorded_ensemble(self, images: list) -> list[dict[str, Any]]:
+        """Rows as :meth:`EnsemblePrediction.rows` gives them, from the recorded calcfunction's outputs."""
+        from aiida import orm
+
+        from ..calculations.functions import predict_structures
+
+        structures = {f"s{k}": orm.StructureData(ase=a) for k, a in enumerate(images)}
+        self.recorded_structures = list(structures.values())
+        result = predict_structures(model=self.models[0], **structures)
+        rows = []
+        for label in structures:
+            data = result[label].get_dict()
+            rows.append({**data, **{f"{t}_pred": data[t] for t in self.ensemble.target_names}})
+        return rows
+
     def _predict(self, images: list) -> dict[str, Any]:
         if self.ensemble is not None:
-            prediction = self.ensemble.predict(images, ids=[_label(a, k) for k, a in enumerate(images)])
-            rows = prediction.rows()
+            if self.record:
+                rows = self._recorded_ensemble(images)
+            else:
+                ids = [_label(a, k) for k, a in enumerate(images)]
+                rows = self.ensemble.predict(images, ids=ids).rows()
             return {
                 prop: np.array(
                     [row[column] for row in rows], dtype=object if prop == "out_of_domain" else None

@@ -229,6 +229,12 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option("--scheduler", type=click.Choice(["none", "cosine", "onecycle", "step"]))
 @click.option("--loss", type=click.Choice(["mse", "l1", "huber"]), help="Regression loss [mse].")
 @click.option(
+    "--loss-per-atom",
+    is_flag=True,
+    default=None,
+    help="Sum pooling: compare values per atom in the loss, so small and large cells weigh alike.",
+)
+@click.option(
     "--max-edges",
     "max_edges",
     type=int,
@@ -306,6 +312,7 @@ def train(
     nproc_per_node=1,
     preset_name=None,
     loss=None,
+    loss_per_atom=None,
     max_edges=None,
     precision=None,
 ) -> None:
@@ -349,6 +356,7 @@ def train(
         "time_budget": time_budget,
         "time_margin": time_margin,
         "loss": loss,
+        "loss_per_atom": loss_per_atom,
         "max_edges_per_batch": max_edges,
     }
     train_config.update({k: v for k, v in overrides.items() if v is not None})
@@ -477,7 +485,9 @@ def predict(
     if missing:
         raise click.UsageError(f"no such file or directory: {', '.join(missing)}")
     if model is not None:
-        _predict_pretrained(model, inputs, output, skip_invalid, batch_size, workers)
+        _predict_pretrained(model, inputs, output, skip_invalid, batch_size, workers, resolve_device(device))
+        if store_dataset is not None and len(inputs) == 1 and inputs[0].suffix == ".npz":
+            _store_copy(inputs[0], store_dataset)
         return
     if len(inputs) < 2:
         raise click.UsageError("give a CHECKPOINT and DATA, or --model NAME and DATA")
@@ -532,12 +542,12 @@ def _read_inputs(data: tuple[Path, ...], skip_invalid: bool):
     )
 
 
-def _predict_pretrained(name, data, output: Path, skip_invalid, batch_size, workers) -> None:
+def _predict_pretrained(name, data, output: Path, skip_invalid, batch_size, workers, device) -> None:
     import warnings
 
     from ..ensemble import Ensemble, OutOfDomainWarning
 
-    ensemble = Ensemble.pretrained(name)
+    ensemble = Ensemble.pretrained(name, device=device)
     dataset_, skipped = _read_inputs(data, skip_invalid)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OutOfDomainWarning)

@@ -73,6 +73,9 @@ class TrainConfig:
     time_budget, time_margin
         Seconds allowed for the whole run and the margin kept before it: training stops cleanly
         once the next epoch would not finish inside ``time_budget - time_margin``.
+    loss_per_atom
+        Sum pooling only: the loss compares values per atom, so small and large cells weigh alike
+        (by default it compares values per cell, which weighs large cells more).
     max_edges_per_batch
         Also cap the graph edges of a batch (``batch_size`` stays the cap on crystals), so that
         batches of large cells fit in memory (ALIGNN's line graph has about 12 edges per edge).
@@ -98,6 +101,7 @@ class TrainConfig:
     grad_clip: float | None = None
     deterministic: bool = False
     max_edges_per_batch: int | None = None
+    loss_per_atom: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -357,7 +361,9 @@ class Trainer:
             return nn.functional.cross_entropy(output.prediction, batch.targets[:, 0].long())
         head = model.head
         scale = head.target_std
-        if head.pooling == "sum":
+        if head.pooling == "sum" and self.config.loss_per_atom:
+            scale = scale * batch.num_atoms.float()[:, None]  # every crystal weighs alike, whatever its size
+        elif head.pooling == "sum":
             scale = scale * batch.num_atoms.float().mean()
         error_pred, error_true = output.prediction / scale, batch.targets / scale
         if self.config.loss == "l1":

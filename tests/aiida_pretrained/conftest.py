@@ -5,19 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.aiida_fixtures import *  # noqa: F403
+from tests.builders import perovskite  # noqa: F401  (the tests of this folder import it from here)
 
 MODEL = "perovskite-formation"
-
-
-def perovskite(a: str = "Sr", b: str = "Ti", x: str = "O", lattice: float = 3.9):
-    """A cubic ABX3 perovskite, 5 atoms (pymatgen)."""
-    from pymatgen.core import Lattice, Structure
-
-    return Structure(
-        Lattice.cubic(lattice),
-        [a, b, x, x, x],
-        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-    )
 
 
 @pytest.fixture

@@ -103,3 +103,26 @@ def test_an_altered_member_is_refused(aiida_profile, installed_model, tmp_path):
         EnsembleData(folder=folder)
     with pytest.raises(ValueError, match="made from a model folder"):
         EnsembleData().store()
+
+
+def test_calculator_records_ensemble_predictions(aiida_profile):
+    """``CGCNNCalculator(model=node, record=True)``: the same numbers as without recording, and the
+    prediction is found in the graph with the ensemble's label."""
+    from aiida_cgcnn.ase import CGCNNCalculator
+    from aiida_cgcnn.provenance import find_predictions
+    from tests.builders import perovskite
+
+    atoms = perovskite().to_ase_atoms()
+    node = import_pretrained("perovskite-formation")
+    recorded = CGCNNCalculator(model=node, record=True)
+    plain = CGCNNCalculator(model="perovskite-formation")
+    for prop in ("heat_of_formation", "heat_of_formation_std", "heat_of_formation_per_atom"):
+        assert recorded.get_property(prop, atoms) == pytest.approx(plain.get_property(prop, atoms), rel=1e-9)
+    (structure,) = recorded.recorded_structures
+    (record,) = find_predictions(structure)
+    assert record.model == node.model_label and record.model_uuid == node.uuid
+    assert record.values["heat_all"] == pytest.approx(
+        plain.get_property("heat_of_formation", atoms), rel=1e-9
+    )
+    with pytest.raises(ValueError, match="import_pretrained"):
+        CGCNNCalculator(model="perovskite-formation", record=True)

@@ -6,17 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
 
 from aiida_cgcnn.ensemble import Ensemble, read_ensemble_csv
 from aiida_cgcnn.pretrained import available, card
 from aiida_cgcnn.pretrained.evaluate import calibration_stats, fit_scale
+from tests.builders import perovskite
 from tests.cli.helpers import cli, status
-
-
-def _perovskite(a: str) -> Structure:
-    sites = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
-    return Structure(Lattice.cubic(3.9), [a, "Ti", "O", "O", "O"], sites)
 
 
 def test_list_prints_the_registry_as_a_table():
@@ -33,8 +28,8 @@ def test_list_prints_the_registry_as_a_table():
 
 
 def test_predict_by_name_writes_mean_std_basis_and_domain(tmp_path):
-    _perovskite("Sr").to(filename=str(tmp_path / "SrTiO3.cif"))
-    _perovskite("Pu").to(filename=str(tmp_path / "PuTiO3.cif"))
+    perovskite("Sr").to(filename=str(tmp_path / "SrTiO3.cif"))
+    perovskite("Pu").to(filename=str(tmp_path / "PuTiO3.cif"))
     (tmp_path / "broken.cif").write_text("not a structure")
     out = tmp_path / "out" / "predictions.csv"
     files = [tmp_path / "SrTiO3.cif", tmp_path / "broken.cif", tmp_path / "PuTiO3.cif"]
@@ -42,11 +37,11 @@ def test_predict_by_name_writes_mean_std_basis_and_domain(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "outside the training domain" in run.stderr and "Pu" in run.stderr
     model, units, rows = read_ensemble_csv(out)
-    assert model == "perovskite-formation v1"
+    assert model == "pretrained perovskite-formation v1, trained on perovskites (RPBE)"
     assert [r["id"] for r in rows] == ["SrTiO3.cif", "PuTiO3.cif"]
     assert units["heat_all_pred"] == "eV/cell (per formula unit)"
     assert rows[0]["out_of_domain"] == "" and "Pu" in rows[1]["out_of_domain"]
-    expected = Ensemble.pretrained("perovskite-formation").predict([_perovskite("Sr")], warn=False)
+    expected = Ensemble.pretrained("perovskite-formation").predict([perovskite("Sr")], warn=False)
     assert rows[0]["heat_all_pred"] == pytest.approx(expected.mean[0, 0], rel=1e-6)
     assert rows[0]["heat_all_std"] == pytest.approx(expected.std[0, 0], rel=1e-6)
     assert rows[0]["heat_all_per_atom"] == pytest.approx(expected.mean[0, 0] / 5, rel=1e-6)
@@ -55,7 +50,7 @@ def test_predict_by_name_writes_mean_std_basis_and_domain(tmp_path):
 
 
 def test_an_unknown_model_is_an_input_error(tmp_path):
-    _perovskite("Sr").to(filename=str(tmp_path / "SrTiO3.cif"))
+    perovskite("Sr").to(filename=str(tmp_path / "SrTiO3.cif"))
     run = cli("predict", "--model", "nope", tmp_path / "SrTiO3.cif", "-o", tmp_path / "p.csv")
     assert run.returncode == 4
     assert "no pretrained model 'nope'" in run.stderr and "Traceback" not in run.stderr

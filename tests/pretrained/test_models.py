@@ -10,7 +10,6 @@ import warnings
 import numpy as np
 import pytest
 from ase.build import bulk
-from pymatgen.core import Lattice, Structure
 
 from aiida_cgcnn.ase import CGCNNCalculator
 from aiida_cgcnn.ensemble import Ensemble, OutOfDomainWarning, primitive_crystal
@@ -20,13 +19,9 @@ from aiida_cgcnn.pretrained import MODELS_DIR, available, card, member_files
 from aiida_cgcnn.pretrained.build import sha256_file
 from aiida_cgcnn.structures import to_crystal
 from aiida_cgcnn.training.public_data import phonondb_crystal
+from tests.builders import perovskite
 
 SHIPPED = ["elastic-moduli", "perovskite-formation", "phonons-300K"]
-
-
-def perovskite(a: str = "Sr", b: str = "Ti", x: str = "O") -> Structure:
-    sites = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
-    return Structure(Lattice.cubic(3.9), [a, b, x, x, x], sites)
 
 
 @pytest.fixture(scope="module")

@@ -463,3 +463,25 @@ def test_two_targets_in_different_units_get_their_own_metrics(dataset, tmp_path)
     history = load_checkpoint(result.best_checkpoint)["history"]
     best = min(history, key=lambda r: r["val_mae_over_mad"])
     assert result.metrics["best_epoch"] == best["epoch"]
+
+
+@pytest.mark.parametrize("per_atom", [False, True])
+def test_sum_pooling_loss_compares_per_cell_or_per_atom_values(tmp_path, per_atom):
+    """Cells of 1 and 8 atoms in one batch: the default loss weighs each cell's error divided by the
+    batch's mean atom count, the per-atom loss divides each error by its own cell's atom count."""
+    from ase.build import bulk
+
+    from aiida_cgcnn.training.dataset import CrystalDataset
+
+    cells = [bulk("Cu", "fcc", a=3.6), bulk("Cu", "fcc", a=3.6, cubic=True).repeat((1, 1, 2))]
+    dataset, _ = CrystalDataset.from_structures(cells, [[1.0], [2.0]], target_names=["e"], units=["eV"])
+    config = {"epochs": 1, "loss_per_atom": per_atom, "train_ratio": 1.0, "val_ratio": 0.0, "test_ratio": 0.0}
+    trainer = Trainer(dataset, tmp_path, {**SMALL_MODEL, "pooling": "sum"}, config, progress=False)
+    model = trainer._build_model(np.arange(2))
+    batch = trainer.prepared.graphs.batch(np.arange(2), trainer.prepared.dataset.targets, None)
+    output = model(batch)
+    loss = trainer._loss(model, output, batch)
+    error = (output.prediction - batch.targets).detach()[:, 0] / model.head.target_std[0]
+    atoms = torch.tensor([1.0, 8.0])
+    expected = (error / atoms) ** 2 if per_atom else (error / atoms.mean()) ** 2
+    assert loss.item() == pytest.approx(expected.mean().item(), rel=1e-5)
