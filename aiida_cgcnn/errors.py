@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DatasetError", "DatasetNotFoundError", "InvalidStructureError"]
+__all__ = ["CheckpointError", "DatasetError", "DatasetNotFoundError", "InvalidStructureError", "plain"]
+
+
+def plain(value):
+    """``value`` with NumPy arrays and scalars turned into Python ones, for messages users read
+    (``[False, False, True]``, not ``[np.False_, np.False_, np.True_]``)."""
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars alike
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    return value
 
 
 class InvalidStructureError(ValueError):

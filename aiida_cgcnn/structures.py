@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .elements import MAX_ATOMIC_NUMBER, NOBLE_GASES
-from .errors import InvalidStructureError
+from .errors import InvalidStructureError, plain
 
 __all__ = ["Crystal", "read_structure_file", "to_crystal", "validate_crystal"]
 
@@ -112,7 +112,7 @@ def _from_pymatgen(structure: Any, sid: str) -> Crystal:
 def _from_ase(atoms: Any, sid: str) -> Crystal:
     if not all(atoms.pbc):
         raise InvalidStructureError(
-            sid, f"is not periodic in all three directions (pbc={list(atoms.pbc)})", "give it a 3D cell"
+            sid, f"is not periodic in all three directions (pbc={plain(atoms.pbc)})", "give it a 3D cell"
         )
     cell = np.array(atoms.cell[:], dtype=np.float64)
     if abs(np.linalg.det(cell)) < 1e-3:

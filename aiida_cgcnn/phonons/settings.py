@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import plain
 from .errors import PhononInputError
 
 __all__ = ["PhononSettings", "supercell_matrix_for_length"]
@@ -80,32 +81,36 @@ class PhononSettings:
             matrix = np.asarray(self.supercell_matrix)
             if matrix.shape not in ((3,), (3, 3)) or not np.allclose(matrix, np.round(matrix)):
                 raise PhononInputError(
-                    f"supercell_matrix must be 3 or 3x3 integers, not {self.supercell_matrix!r}"
+                    f"supercell_matrix must be 3 or 3x3 integers, not {plain(self.supercell_matrix)!r}"
                 )
             if abs(np.linalg.det(np.diag(matrix) if matrix.shape == (3,) else matrix)) < 0.5:
-                raise PhononInputError(f"supercell_matrix {self.supercell_matrix!r} is singular")
+                raise PhononInputError(f"supercell_matrix {plain(self.supercell_matrix)!r} is singular")
         if not self.min_supercell_length_angstrom > 0:
             raise PhononInputError("min_supercell_length_angstrom must be positive")
         if isinstance(self.primitive_matrix, str):
             if self.primitive_matrix not in ("auto", "P", "F", "I", "A", "C", "R"):
                 raise PhononInputError(
-                    f"primitive_matrix {self.primitive_matrix!r}: use 'auto', 'P' or a 3x3 matrix"
+                    f"primitive_matrix {plain(self.primitive_matrix)!r}: use 'auto', 'P' or a 3x3 matrix"
                 )
         elif np.asarray(self.primitive_matrix, dtype=float).shape != (3, 3):
             raise PhononInputError(
-                f"primitive_matrix must be 'auto', 'P' or 3x3, not {self.primitive_matrix!r}"
+                f"primitive_matrix must be 'auto', 'P' or 3x3, not {plain(self.primitive_matrix)!r}"
             )
         if not 0 < self.displacement_angstrom < 0.5:
             raise PhononInputError(
                 f"displacement_angstrom {self.displacement_angstrom} is outside (0, 0.5) Å"
             )
         if self.is_plusminus not in ("auto", True, False):
-            raise PhononInputError(f"is_plusminus must be 'auto', true or false, not {self.is_plusminus!r}")
+            raise PhononInputError(
+                f"is_plusminus must be 'auto', true or false, not {plain(self.is_plusminus)!r}"
+            )
         if isinstance(self.mesh, (int, float)):
             if not self.mesh > 0:
                 raise PhononInputError(f"mesh length {self.mesh} must be positive")
         elif len(self.mesh) != 3 or any(int(n) < 1 for n in self.mesh):
-            raise PhononInputError(f"mesh must be a length in Å or 3 positive integers, not {self.mesh!r}")
+            raise PhononInputError(
+                f"mesh must be a length in Å or 3 positive integers, not {plain(self.mesh)!r}"
+            )
         if self.fc_calculator not in _FC_CALCULATORS:
             raise PhononInputError(f"fc_calculator {self.fc_calculator!r}: use one of {_FC_CALCULATORS}")
         if self.gamma_acoustic not in ("phonopy", "exclude"):
