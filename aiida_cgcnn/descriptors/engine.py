@@ -29,7 +29,13 @@ from .global_descriptors import global_descriptors
 from .local_descriptors import local_descriptors
 from .voronoi import voronoi_faces
 
-__all__ = ["DescriptorTable", "compute_descriptors", "crystal_descriptors", "to_columns"]
+__all__ = [
+    "DescriptorTable",
+    "compute_descriptors",
+    "crystal_descriptors",
+    "elements_without_descriptors",
+    "to_columns",
+]
 
 _CHUNK = 16  # crystals per task: large enough to amortise inter-process traffic
 
@@ -58,9 +64,39 @@ def crystal_descriptors(
         reason = f"has no value for the descriptors {undefined}"
         hint = "leave those descriptors out, or the structure"
         if "packing_frac" in undefined:
-            reason += " (packing_frac needs pymatgen's atomic radius of every element)"
+            reason += f" ({_RADIUS_HINT})"
         raise InvalidStructureError(crystal.id, reason, hint)
     return {n: float(values[n]) for n in names}
+
+
+_RADIUS_HINT = "packing_frac needs pymatgen's atomic radius of every element"
+
+
+def elements_without_descriptors(
+    crystals: Sequence[Crystal], names: str | Sequence[str] | None = None
+) -> list[tuple[int, str]]:
+    """``(position, message)`` of the crystals whose descriptors ``names`` cannot be computed, found
+    from their elements alone (no element radius for ``packing_frac``), before any work starts."""
+    names = resolve_names(names)
+    if "packing_frac" not in names:
+        return []
+    from pymatgen.core.periodic_table import Element
+
+    from .global_descriptors import _element_tables
+
+    radii = _element_tables()[1]
+    failures = []
+    for position, crystal in enumerate(crystals):
+        missing = sorted({int(z) for z in crystal.numbers if not np.isfinite(radii[int(z)])})
+        if missing:
+            symbols = ", ".join(Element.from_Z(z).symbol for z in missing)
+            error = InvalidStructureError(
+                crystal.id,
+                f"has no value for the descriptors ['packing_frac'] ({_RADIUS_HINT}; {symbols} has none)",
+                "leave packing_frac out (e.g. --names with the others), or the structure",
+            )
+            failures.append((position, str(error)))
+    return failures
 
 
 @dataclass
@@ -134,7 +170,10 @@ def compute_descriptors(
     names = resolve_names(names)
     settings = settings or DescriptorSettings()
     crystals = list(crystals)
-    items = list(enumerate(crystals))
+    # structures that fail for their elements alone are reported without computing anything
+    known = elements_without_descriptors(crystals, names)
+    excluded = {position for position, _ in known}
+    items = [(k, c) for k, c in enumerate(crystals) if k not in excluded]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     if workers <= 1 or len(chunks) <= 1:
@@ -145,7 +184,7 @@ def compute_descriptors(
             results = list(pool.map(_chunk, [(c, names, settings) for c in chunks]))
     positions = [p for r in results for p in r[0]]
     rows = [row for r in results for row in r[1]]
-    failures = sorted(f for r in results for f in r[2])
+    failures = sorted(known + [f for r in results for f in r[2]])
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
     return DescriptorTable(
         ids=[crystals[p].id for p in positions],

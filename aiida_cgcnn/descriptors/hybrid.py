@@ -22,7 +22,7 @@ from ..errors import DatasetError
 from ..structures import Crystal
 from ..training.dataset import CrystalDataset, Skipped, _invalid_message
 from .definitions import ALL_DESCRIPTORS, DescriptorSettings, descriptor_columns, resolve_names
-from .engine import compute_descriptors
+from .engine import compute_descriptors, elements_without_descriptors
 
 __all__ = [
     "DESCRIPTOR_RECORD_VERSION",
@@ -158,7 +158,12 @@ def attach_descriptors(
     ):
         values = dataset.features[:, [stored.index(c) for c in columns]]
     else:
-        table = compute_descriptors(list(dataset.crystals()), names, settings, workers)
+        crystals = list(dataset.crystals())
+        # fail in seconds, not after minutes of Voronoi work, when the elements already rule it out
+        known = elements_without_descriptors(crystals, names)
+        if known and not skip_invalid:
+            raise DatasetError(_invalid_message([Skipped(str(dataset.ids[p]), m) for p, m in known]))
+        table = compute_descriptors(crystals, names, settings, workers)
         skipped = [Skipped(str(dataset.ids[p]), message) for p, message in table.failures]
         if skipped and not skip_invalid:
             raise DatasetError(_invalid_message(skipped))
