@@ -14,6 +14,7 @@ import typing as t
 
 from aiida import orm
 
+from ..pretrained.build import sha256_file
 from ..training.checkpoint import load_checkpoint
 
 __all__ = ["EnsembleData", "ensemble_sha256"]
@@ -29,14 +30,6 @@ def ensemble_sha256(entry: dict[str, t.Any]) -> str:
         "members": [item["sha256"] for item in entry["files"]],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _metrics(entry: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -90,7 +83,7 @@ class EnsembleData(orm.FolderData):
             path = folder / item["path"]
             if not path.is_file():
                 raise ValueError(f"{str(folder)!r} lacks the member {item['path']} its card lists")
-            if _sha256(path) != item["sha256"]:
+            if sha256_file(path) != item["sha256"]:
                 raise ValueError(
                     f"{path} does not match the sha256 in {card_path}: the file was altered; "
                     "use the files the card was built with (reinstall aiida-cgcnn for a shipped model)"
