@@ -46,8 +46,8 @@ def load_times(name: str, repeats: int = 5) -> dict[str, float]:
     """In a fresh interpreter each time: import, then the calculator by name (sha256 checks included)."""
     code = (
         "import time; t0 = time.perf_counter(); from aiida_cgcnn.ase import CGCNNCalculator; "
-        "t1 = time.perf_counter(); CGCNNCalculator(model=%r); t2 = time.perf_counter(); "
-        "print(t1 - t0, t2 - t1)" % name
+        f"t1 = time.perf_counter(); CGCNNCalculator(model={name!r}); t2 = time.perf_counter(); "
+        "print(t1 - t0, t2 - t1)"
     )
     imports, loads = [], []
     for _ in range(repeats):
@@ -61,7 +61,18 @@ def load_times(name: str, repeats: int = 5) -> dict[str, float]:
 def wheel_size() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp, str(ROOT)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                tmp,
+                str(ROOT),
+            ],
             check=True,
         )
         wheel = next(Path(tmp).glob("*.whl"))

@@ -14,7 +14,7 @@ import typing as t
 
 from aiida import orm
 
-from ..pretrained.build import sha256_file
+from ..pretrained.registry import sha256_file
 from ..training.checkpoint import load_checkpoint
 
 __all__ = ["EnsembleData", "ensemble_sha256"]

@@ -9,7 +9,6 @@ member draws its own training and validation parts with its own seed. The member
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -25,16 +24,9 @@ from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.dataset import CrystalDataset
 from ..training.trainer import Trainer, split_indices
 from .recipes import Recipe, recipe
+from .registry import sha256_file
 
 __all__ = ["build", "fixed_split", "sha256_file", "train_member", "write_card"]
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fixed_split(dataset: CrystalDataset, spec: Recipe) -> dict[str, np.ndarray]:

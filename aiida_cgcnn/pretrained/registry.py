@@ -3,15 +3,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
 
-__all__ = ["MODELS_DIR", "UnknownModelError", "available", "card", "member_files", "model_label"]
+__all__ = [
+    "MODELS_DIR",
+    "UnknownModelError",
+    "available",
+    "card",
+    "member_files",
+    "model_label",
+    "sha256_file",
+]
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class UnknownModelError(ValueError):
@@ -46,8 +64,6 @@ def member_files(
 ) -> list[Path]:
     """The member checkpoints of ``name`` (in ``folder``, by default the installed model's), each
     checked against the sha256 its card records."""
-    from .build import sha256_file
-
     entry = entry or card(name)
     folder = folder or MODELS_DIR / name
     files = []

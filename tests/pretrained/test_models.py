@@ -16,7 +16,7 @@ from aiida_cgcnn.ensemble import Ensemble, OutOfDomainWarning, primitive_crystal
 from aiida_cgcnn.errors import CheckpointError
 from aiida_cgcnn.predict import Predictor
 from aiida_cgcnn.pretrained import MODELS_DIR, available, card, member_files
-from aiida_cgcnn.pretrained.build import sha256_file
+from aiida_cgcnn.pretrained.registry import sha256_file
 from aiida_cgcnn.structures import to_crystal
 from aiida_cgcnn.training.public_data import phonondb_crystal
 from tests.builders import perovskite
