@@ -11,8 +11,7 @@ from aiida.engine import run_get_node
 from ase.build import bulk
 
 from aiida_cgcnn.data.ensemble import EnsembleData
-from aiida_cgcnn.pretrained.registry import sha256_file
-from aiida_cgcnn.pretrained.registry import available
+from aiida_cgcnn.pretrained.registry import available, sha256_file
 from aiida_cgcnn.workflows.phonon_comparison import PhononComparisonWorkChain
 from tests.aiida_phonons.conftest import _train
 
