@@ -25,7 +25,7 @@ from .structures import Crystal, to_crystal
 from .training.checkpoint import load_checkpoint
 from .training.dataset import CrystalDataset, Skipped
 
-__all__ = ["Prediction", "Predictor"]
+__all__ = ["Prediction", "Predictor", "parse_predictions_csv", "read_predictions_csv"]
 
 
 @dataclass
@@ -51,24 +51,83 @@ class Prediction:
         """Predicted class index (classification only)."""
         return self.values.argmax(axis=1)
 
+    def columns(self, with_targets: bool = False) -> list[tuple[str, str]]:
+        """``(column, unit)`` of the predictions CSV; the id column has no unit."""
+        if self.task == "classification":
+            classes = self.classes or [str(i) for i in range(self.values.shape[1])]
+            return [("id", ""), ("predicted", "class index"), *[(f"p_{c}", "probability") for c in classes]]
+        columns = [
+            ("id", ""),
+            *[(f"{n}_pred", u) for n, u in zip(self.target_names, self.units, strict=True)],
+        ]
+        if with_targets:
+            columns += [(f"{n}_true", u) for n, u in zip(self.target_names, self.units, strict=True)]
+        return columns
+
     def write_csv(self, path: str | os.PathLike, targets: np.ndarray | None = None) -> None:
+        """Predictions CSV: the header, a ``# units`` row naming each column's unit (as the ensemble's
+        CSV does), then one row per structure in input order. :func:`read_predictions_csv` reads it."""
+        columns = self.columns(with_targets=targets is not None)
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
-            if self.task == "classification":
-                classes = self.classes or [str(i) for i in range(self.values.shape[1])]
-                writer.writerow(["id", "predicted", *[f"p_{c}" for c in classes]])
-                for sid, p in zip(self.ids, self.values, strict=True):
-                    writer.writerow([sid, int(p.argmax()), *p.tolist()])
-                return
-            header = ["id", *[f"{n}_pred" for n in self.target_names]]
-            if targets is not None:
-                header += [f"{n}_true" for n in self.target_names]
-            writer.writerow(header)
+            writer.writerow([c for c, _ in columns])
+            writer.writerow([UNITS_ROW, *[u for _, u in columns[1:]]])
             for k, (sid, p) in enumerate(zip(self.ids, self.values, strict=True)):
+                if self.task == "classification":
+                    writer.writerow([sid, int(p.argmax()), *p.tolist()])
+                    continue
                 row = [sid, *p.tolist()]
                 if targets is not None:
                     row += targets[k].tolist()
                 writer.writerow(row)
+
+
+#: first cell of the row under the header that names each column's unit
+UNITS_ROW = "# units"
+
+
+def parse_predictions_csv(text: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The unit of every column and one dict per structure (``id`` as text, ``predicted`` as an
+    integer, other columns as floats) of a predictions CSV's text. A CSV without the ``# units`` row
+    (written before it existed, or ``test_predictions.csv``) reads with empty units."""
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise ValueError("the predictions CSV is empty")
+    header, body = rows[0], rows[1:]
+    units = dict.fromkeys(header, "")
+    if body and body[0][:1] == [UNITS_ROW]:
+        units.update(zip(header[1:], body[0][1:], strict=True))
+        body = body[1:]
+
+    def value(column: str, text: str) -> Any:
+        if column == "id":
+            return text
+        if column == "predicted":
+            return int(text)
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    return units, [{c: value(c, v) for c, v in zip(header, row, strict=True)} for row in body]
+
+
+def read_predictions_csv(path: str | os.PathLike) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Read what :meth:`Prediction.write_csv` wrote (see :func:`parse_predictions_csv`)."""
+    with open(path, newline="") as handle:
+        return parse_predictions_csv(handle.read())
+
+
+def _unique_ids(crystals: list[Crystal], positions: list[int], derived: list[bool]) -> list[Crystal]:
+    """Derived labels shared by several structures (two ``Cu4`` cells) get ``#<input position>``
+    appended; a :class:`Crystal`'s own id is kept as its caller chose it."""
+    counts: dict[str, int] = {}
+    for c in crystals:
+        counts[c.id] = counts.get(c.id, 0) + 1
+    return [
+        Crystal(f"{c.id}#{k}", c.lattice, c.frac_coords, c.numbers) if new and counts[c.id] > 1 else c
+        for c, k, new in zip(crystals, positions, derived, strict=True)
+    ]
 
 
 class Predictor:
@@ -125,6 +184,10 @@ class Predictor:
     ) -> Prediction:
         """Predict for structures (pymatgen, ASE, files, :class:`Crystal`) or a dataset.
 
+        Without ``ids``, each structure is named by its own label, as in
+        :func:`~aiida_cgcnn.structures.to_crystal`: ``Crystal.id``, a file's stem,
+        ``atoms.info["id"]`` or ``structure.properties["id"]``, else the formula; a label shared by
+        several structures gets ``#<input position>`` appended.
         Invalid structures raise :class:`InvalidStructureError`, or with ``skip_invalid`` are
         reported in ``Prediction.skipped`` while the rest are predicted. ``max_edges_per_batch``
         also caps the graph edges of a batch (``batch_size`` caps its structures), for large cells.
@@ -142,17 +205,23 @@ class Predictor:
             structure_hash = structures.structure_hash()
         else:
             structures = list(structures)
-            if ids is None:
-                ids = [s.id if isinstance(s, Crystal) else str(k) for k, s in enumerate(structures)]
+            given = None if ids is None else [str(i) for i in ids]
+            if given is not None and len(given) != len(structures):
+                raise ValueError(f"{len(structures)} structures but {len(given)} ids")
             crystals, keep = [], []
-            for k, (sid, obj) in enumerate(zip(ids, structures, strict=True)):
+            for k, obj in enumerate(structures):
                 try:
-                    crystals.append(to_crystal(obj, str(sid)))
+                    # without ids, each structure's own label: Crystal.id, file stem, info/properties
+                    # "id", else the formula (see docs/datasets.md)
+                    crystals.append(to_crystal(obj, None if given is None else given[k]))
                     keep.append(k)
                 except InvalidStructureError as error:
                     if not skip_invalid:
                         raise
-                    skipped.append(Skipped(sid, str(error)))
+                    skipped.append(Skipped(error.structure_id, str(error)))
+            if given is None:
+                derived = [not isinstance(structures[k], Crystal) for k in keep]
+                crystals = _unique_ids(crystals, keep, derived)
             if features is not None:
                 features = np.asarray(features)[keep]
             structure_hash = None

@@ -116,9 +116,12 @@ def _relaunch_distributed(nproc: int) -> int:
 
 
 def _file_ids(paths) -> list[str]:
-    """File names as ids, or the paths as given where two files share a name (a/POSCAR, b/POSCAR)."""
-    names = [p.name for p in paths]
-    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+    """File stems as ids (``mp-1234.cif`` -> ``mp-1234``, as in Python); file names where stems clash
+    (a.cif, a.vasp), the paths as given where names clash too (a/POSCAR, b/POSCAR)."""
+    for ids in ([p.stem for p in paths], [p.name for p in paths]):
+        if len(set(ids)) == len(ids):
+            return ids
+    return [str(p) for p in paths]
 
 
 def _write_skipped(path: Path, skipped) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 
 import numpy as np
@@ -11,6 +10,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from ..data.ensemble import EnsembleData
+from ..predict import parse_predictions_csv
 from .train import _STATUS_TO_EXIT, _tail, read_status
 
 __all__ = ["PredictParser"]
@@ -44,18 +44,18 @@ class PredictParser(Parser):
         if isinstance(model, EnsembleData):
             self._parse_ensemble(model, text, status)
             return None
-        rows = list(csv.reader(io.StringIO(text)))
-        header, body = rows[0], rows[1:]
+        units, body = parse_predictions_csv(text)  # units: every column, in the file's order
         task = model.base.attributes.get("task")
+        header = [c for c in units if c != "id"]
         if task == "classification":
-            columns = [k for k, name in enumerate(header) if name.startswith("p_")]
+            columns = [c for c in header if c.startswith("p_")]
         else:
-            columns = [k for k, name in enumerate(header) if name.endswith("_pred")]
+            columns = [c for c in header if c.endswith("_pred")]
         predictions = orm.ArrayData()
-        predictions.set_array("ids", np.array([r[0] for r in body], dtype=str))
+        predictions.set_array("ids", np.array([r["id"] for r in body], dtype=str))
         predictions.set_array(
             "values",
-            np.array([[float(r[k]) for k in columns] for r in body]).reshape(len(body), len(columns)),
+            np.array([[float(r[c]) for c in columns] for r in body]).reshape(len(body), len(columns)),
         )
         predictions.base.attributes.set_many(
             {

@@ -1,6 +1,5 @@
 """The ASE calculator: conventions, agreement with the command line, site contributions, ensembles, errors."""
 
-import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from aiida_cgcnn.ase import CGCNNCalculator, property_name
 from aiida_cgcnn.demo import emt_alloys
 from aiida_cgcnn.errors import InvalidStructureError
+from aiida_cgcnn.predict import read_predictions_csv
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
 
@@ -103,8 +103,7 @@ def test_same_values_as_the_command_line(mean_model, alloys, tmp_path):
         check=True,
         capture_output=True,
     )
-    with open(output) as handle:
-        cli = [float(row["emt_energy_pred"]) for row in csv.DictReader(handle)]
+    cli = [row["emt_energy_pred"] for row in read_predictions_csv(output)[1]]
     calc = CGCNNCalculator(mean_model)
     one_by_one = []
     for path in paths:  # the same files, read by ASE, one structure at a time

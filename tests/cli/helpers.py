@@ -33,8 +33,9 @@ def status(directory: Path) -> dict:
 
 
 def read_csv(path: Path) -> list[dict]:
+    """Rows of a CSV the commands write (a predictions CSV's ``# units`` row left out), as text."""
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+        return [row for row in csv.DictReader(handle) if row.get("id") != "# units"]
 
 
 def skipped_ids(path: Path) -> list[str]:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from aiida_cgcnn.predict import Predictor
+from aiida_cgcnn.predict import Predictor, read_predictions_csv
 from aiida_cgcnn.training.dataset import CrystalDataset
 from tests.cli.helpers import cli, read_csv, skipped_ids, status, write_config
 
@@ -117,6 +117,9 @@ def test_predict_dataset_file_in_input_order(trained, jarvis_npz, tmp_path):
     expected = Predictor.from_checkpoint(trained / "best.pt").predict(dataset).values[:, 0]
     np.testing.assert_allclose([float(r["optb88vdw_bandgap_pred"]) for r in rows], expected, rtol=1e-6)
     np.testing.assert_allclose([float(r["optb88vdw_bandgap_true"]) for r in rows], dataset.targets[:, 0])
+    units, parsed = read_predictions_csv(out)  # the package's reader: units per column, numbers as floats
+    assert units == {"id": "", "optb88vdw_bandgap_pred": "eV", "optb88vdw_bandgap_true": "eV"}
+    assert [r["optb88vdw_bandgap_true"] for r in parsed] == dataset.targets[:, 0].tolist()
     assert status(tmp_path)["status"] == "completed"
 
 
@@ -126,8 +129,10 @@ def test_predict_structure_files_in_input_order(trained, jarvis_dir, jarvis_npz,
     run = cli("predict", trained / "best.pt", *[jarvis_dir / n for n in names], "-o", out)
     assert run.returncode == 0, run.stderr
     rows = read_csv(out)
-    assert [r["id"] for r in rows] == names
+    assert [r["id"] for r in rows] == [n.removesuffix(".vasp") for n in names]  # stems, as in Python
     assert set(rows[0]) == {"id", "optb88vdw_bandgap_pred"}  # no targets for bare structure files
+    units, _ = read_predictions_csv(out)
+    assert units == {"id": "", "optb88vdw_bandgap_pred": "eV"}
     dataset = CrystalDataset.load(jarvis_npz)
     by_id = dict(
         zip(

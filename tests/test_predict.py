@@ -1,0 +1,89 @@
+"""Predictor without ids names structures by their own labels; the predictions CSV carries units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from aiida_cgcnn.demo import emt_alloys
+from aiida_cgcnn.predict import Prediction, Predictor, read_predictions_csv
+from aiida_cgcnn.training.dataset import CrystalDataset
+from aiida_cgcnn.training.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    structures, energies = emt_alloys(12, seed=3)
+    dataset, _ = CrystalDataset.from_structures(structures, energies, target_names=["e"], units=["eV/atom"])
+    run = tmp_path_factory.mktemp("run")
+    result = Trainer(
+        dataset,
+        run,
+        model_config={"atom_fea_len": 8, "n_conv": 1},
+        train_config={"epochs": 1},
+        progress=False,
+    ).fit()
+    return Predictor.from_checkpoint(result.best_checkpoint)
+
+
+def test_structures_without_ids_are_named_by_formula_file_stem_or_info(predictor, tmp_path):
+    copper, nickel = bulk("Cu", cubic=True), bulk("Ni", cubic=True)
+    named = bulk("Al", cubic=True)
+    named.info["id"] = "my-aluminium"
+    bulk("Ag", cubic=True).write(tmp_path / "silver.cif")
+    prediction = predictor.predict([copper, nickel, named, tmp_path / "silver.cif", copper.copy()])
+    # the two Cu4 cells share a formula: each gets its input position
+    assert prediction.ids == ["Cu4#0", "Ni4", "my-aluminium", "silver", "Cu4#4"]
+    assert predictor.predict([nickel], ids=["x"]).ids == ["x"]
+    with pytest.raises(ValueError, match="2 structures but 1 ids"):
+        predictor.predict([copper, nickel], ids=["x"])
+
+
+def test_skipped_structures_keep_their_own_label(predictor):
+    from ase import Atoms
+
+    gas = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+    prediction = predictor.predict([bulk("Cu", cubic=True), gas], skip_invalid=True)
+    assert prediction.ids == ["Cu4"] and [s.id for s in prediction.skipped] == ["H2"]
+    assert "pbc=[False, False, False]" in prediction.skipped[0].reason
+
+
+def test_the_csv_names_each_column_unit_and_reads_back(predictor, tmp_path):
+    prediction = predictor.predict([bulk("Cu", cubic=True), bulk("Ni", cubic=True)])
+    path = tmp_path / "p.csv"
+    prediction.write_csv(path, targets=np.array([[0.1], [0.2]]))
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ["id,e_pred,e_true", "# units,eV/atom,eV/atom"]
+    units, rows = read_predictions_csv(path)
+    assert units == {"id": "", "e_pred": "eV/atom", "e_true": "eV/atom"}
+    assert [r["id"] for r in rows] == ["Cu4", "Ni4"] and [r["e_true"] for r in rows] == [0.1, 0.2]
+    assert [r["e_pred"] for r in rows] == pytest.approx(prediction.values[:, 0].tolist(), rel=1e-12)
+
+
+def test_a_classification_csv_names_probabilities(tmp_path):
+    prediction = Prediction(
+        ids=["a"],
+        values=np.array([[0.25, 0.75]]),
+        target_names=["kind"],
+        units=[""],
+        task="classification",
+        classes=["metal", "insulator"],
+    )
+    prediction.write_csv(tmp_path / "c.csv")
+    units, rows = read_predictions_csv(tmp_path / "c.csv")
+    assert units == {
+        "id": "",
+        "predicted": "class index",
+        "p_metal": "probability",
+        "p_insulator": "probability",
+    }
+    assert rows == [{"id": "a", "predicted": 1, "p_metal": 0.25, "p_insulator": 0.75}]
+
+
+def test_a_csv_without_units_reads_with_empty_units(tmp_path):
+    (tmp_path / "old.csv").write_text("id,e_pred\nx,1.5\n")
+    assert read_predictions_csv(tmp_path / "old.csv") == (
+        {"id": "", "e_pred": ""},
+        [{"id": "x", "e_pred": 1.5}],
+    )
