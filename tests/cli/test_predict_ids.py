@@ -1,6 +1,5 @@
 """predict: files of the same name get their paths as ids; --sites with a mean-pooled model says why none."""
 
-import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 from ase.build import bulk
 
 from aiida_cgcnn.demo import emt_alloys
+from aiida_cgcnn.predict import read_predictions_csv
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
 
@@ -48,8 +48,7 @@ def test_same_file_names_and_sites_of_a_mean_model(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    with open(out) as handle:
-        ids = [row["id"] for row in csv.DictReader(handle)]
+    ids = [row["id"] for row in read_predictions_csv(out)[1]]
     assert ids == [str(tmp_path / "a/POSCAR"), str(tmp_path / "b/POSCAR")]
     assert "only 'site' and 'sum' pooling" in result.stderr
     assert not (tmp_path / "s.csv").exists()
