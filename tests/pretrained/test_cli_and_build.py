@@ -38,7 +38,7 @@ def test_predict_by_name_writes_mean_std_basis_and_domain(tmp_path):
     assert "outside the training domain" in run.stderr and "Pu" in run.stderr
     model, units, rows = read_ensemble_csv(out)
     assert model == "pretrained perovskite-formation v1, trained on perovskites (RPBE)"
-    assert [r["id"] for r in rows] == ["SrTiO3.cif", "PuTiO3.cif"]
+    assert [r["id"] for r in rows] == ["SrTiO3", "PuTiO3"]  # file stems
     assert units["heat_all_pred"] == "eV/cell (per formula unit)"
     assert rows[0]["out_of_domain"] == "" and "Pu" in rows[1]["out_of_domain"]
     expected = Ensemble.pretrained("perovskite-formation").predict([perovskite("Sr")], warn=False)
@@ -46,7 +46,7 @@ def test_predict_by_name_writes_mean_std_basis_and_domain(tmp_path):
     assert rows[0]["heat_all_std"] == pytest.approx(expected.std[0, 0], rel=1e-6)
     assert rows[0]["heat_all_per_atom"] == pytest.approx(expected.mean[0, 0] / 5, rel=1e-6)
     report = status(out.parent)
-    assert report["out_of_domain"] == 1 and [s["id"] for s in report["skipped"]] == ["broken.cif"]
+    assert report["out_of_domain"] == 1 and [s["id"] for s in report["skipped"]] == ["broken"]
 
 
 def test_an_unknown_model_is_an_input_error(tmp_path):
