@@ -139,7 +139,8 @@ def cli() -> None:
 
 @cli.group()
 def dataset() -> None:
-    """Build and inspect portable dataset files (.npz)."""
+    """Build and inspect portable dataset files (.npz): from CGCNN/ALIGNN data directories
+    (create) or tables of structures and values (import)."""
 
 
 @dataset.command("create")
@@ -158,6 +159,91 @@ def dataset_create(source: Path, output: Path, target_names, units, task, skip_i
         source, target_names=target_names or None, units=units or None, task=task, skip_invalid=skip_invalid
     )
     data.save(output)
+    if skipped:
+        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
+    click.echo(f"Wrote {len(data)} structures to {output}")
+
+
+def _target_option(text: str) -> tuple[str, str]:
+    key, sep, unit = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{text!r}: write KEY=UNIT, e.g. U_kJmol=kJ/mol (an empty unit: KEY=)")
+    return key.strip(), unit.strip()
+
+
+@dataset.command("import")
+@click.argument("table", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Dataset file (.npz).")
+@click.option(
+    "-t",
+    "--target",
+    "targets",
+    multiple=True,
+    required=True,
+    help="KEY=UNIT: the record key of a target value and its unit; repeat for several targets.",
+)
+@click.option("--target-name", "target_names", multiple=True, help="Name of each target (default: its KEY).")
+@click.option(
+    "--id", "id_key", help="Record key of the structure id [first of id, material_id, mp_id, jid, ...]."
+)
+@click.option("--structure", "structure_key", help="Record key of the structure [found automatically].")
+@click.option(
+    "--where",
+    multiple=True,
+    help="Keep only records with KEY OP VALUE (OP: >=, <=, >, <, ==, !=), e.g. 'min_freq_THz>=-0.5'.",
+)
+@click.option("--log10", is_flag=True, help="Learn log10 of the (positive) values.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "json", "csv", "ase-db"]),
+    default="auto",
+    show_default=True,
+    help="Table format; auto: from the file name (.jsonl, .json, .csv, each optionally .gz; .db).",
+)
+@click.option("--limit", type=int, help="Read only the first LIMIT records.")
+@click.option("--skip-invalid", is_flag=True, help="Leave invalid structures out and list them.")
+@_guarded("output")
+def dataset_import(
+    table: Path,
+    output: Path,
+    targets,
+    target_names,
+    id_key,
+    structure_key,
+    where,
+    log10,
+    fmt,
+    limit,
+    skip_invalid,
+) -> None:
+    """Create a dataset file from a TABLE of structures and values: JSON Lines, JSON, CSV or an ASE
+    database. A record's structure is a pymatgen Structure dict, lattice + species + frac_coords
+    arrays, CIF/POSCAR text or a structure file's path.
+
+    \b
+    aiida-cgcnn dataset import phonondb-300K.jsonl.gz -o phonons.npz --id mp_id \\
+        -t U_kJmol=kJ/mol -t 'Cv_JKmol=J/(K mol)' --where 'min_freq_THz>=-0.5'
+    """
+    from ..training.tables import read_table
+
+    data, skipped = read_table(
+        table,
+        dict(_target_option(t) for t in targets),
+        target_names=target_names or None,
+        id_key=id_key,
+        structure_key=structure_key,
+        where=where,
+        log10=log10,
+        fmt=fmt,
+        limit=limit,
+        skip_invalid=skip_invalid,
+    )
+    data.save(output)
+    filtered = data.metadata.get("filtered_out", 0)
+    if filtered:
+        click.echo(f"Left out {filtered} record(s) by --where {' '.join(where)}")
     if skipped:
         _write_skipped(output.with_suffix(".skipped.txt"), skipped)
         click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
