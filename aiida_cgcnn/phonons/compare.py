@@ -13,7 +13,14 @@ import numpy as np
 
 from .errors import PhononInputError
 
-__all__ = ["PROPERTIES", "PhononTarget", "compare_values", "find_phonon_target", "parity_plot_png"]
+__all__ = [
+    "PROPERTIES",
+    "PhononTarget",
+    "compare_values",
+    "find_phonon_target",
+    "parity_figure",
+    "parity_plot_png",
+]
 
 #: The compared properties: key in reference records, unit, and the names a model's target may have.
 PROPERTIES = {
@@ -172,34 +179,43 @@ def compare_values(
     }
 
 
-def parity_plot_png(panels: Mapping[str, Mapping[str, Any]], title: str = "") -> bytes:
-    """A parity plot (predicted against reference), one panel per property, as PNG bytes.
+def parity_figure(
+    panels: Mapping[str, Mapping[str, Any]], title: str = "", excluded: Mapping[str, str] | None = None
+):
+    """The parity plot (predicted against reference) as a matplotlib ``Figure``, one panel per property.
 
-    ``panels[prop]`` holds ``reference``, ``predicted`` (lists), and optionally ``mae`` and
-    ``mae_over_mad`` for the legend. Axis labels carry the units of :data:`PROPERTIES`.
+    ``panels[prop]`` holds ``reference``, ``predicted`` (lists), and optionally ``labels`` (one per
+    point, written beside it), ``mae`` and ``mae_over_mad`` for the legend (the MAE in the unit of
+    :data:`PROPERTIES`). ``excluded`` (label -> reason) is listed under the panels, so that a reader
+    sees which crystals are missing and why.
     """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure  # no pyplot: no global state, no display
 
+    excluded = dict(excluded or {})
     names = [p for p in panels if panels[p].get("reference")]
-    figure = Figure(figsize=(4.2 * max(len(names), 1), 4.2), dpi=110)
+    height = 4.4 + 0.22 * len(excluded)
+    figure = Figure(figsize=(4.6 * max(len(names), 1), height), dpi=110)
     axes = figure.subplots(1, max(len(names), 1), squeeze=False)[0]
     for ax, prop in zip(axes, names, strict=False):
         ref = np.asarray(panels[prop]["reference"], dtype=float)
         pred = np.asarray(panels[prop]["predicted"], dtype=float)
         low, high = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
-        pad = 0.05 * (high - low or 1.0)
+        pad = 0.08 * (high - low or 1.0)
         ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", lw=1, zorder=0)
         ax.scatter(ref, pred, s=18, alpha=0.8)
-        label = PROPERTIES.get(prop, {}).get("label", prop)
+        for label, x, y in zip(panels[prop].get("labels") or [], ref, pred, strict=False):
+            ax.annotate(str(label), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
+        spec = PROPERTIES.get(prop, {})
+        label, unit = spec.get("label", prop), spec.get("unit", "")
         ax.set_xlabel(f"reference {label}")
         ax.set_ylabel(f"predicted {label}")
         mae, ratio = panels[prop].get("mae"), panels[prop].get("mae_over_mad")
         if mae is not None:
             text = (
-                f"MAE {mae:.3g}"
+                f"MAE {mae:.3g} {unit}".rstrip()
                 + (f"\nMAE/MAD {ratio:.3f}" if ratio is not None else "")
                 + f"\nn = {len(ref)}"
             )
@@ -212,7 +228,25 @@ def parity_plot_png(panels: Mapping[str, Mapping[str, Any]], title: str = "") ->
         axes[0].set_axis_off()
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
+    bottom = 0.0
+    if excluded:
+        lines = [f"left out {label}: {_short(reason)}" for label, reason in sorted(excluded.items())]
+        bottom = min(0.45, (0.3 + 0.22 * len(lines)) / height)
+        figure.text(0.02, 0.01, "\n".join(lines), fontsize=7.5, va="bottom", ha="left")
+    figure.tight_layout(rect=(0, bottom, 1, 1))
+    return figure
+
+
+def _short(text: str, width: int = 110) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def parity_plot_png(
+    panels: Mapping[str, Mapping[str, Any]], title: str = "", excluded: Mapping[str, str] | None = None
+) -> bytes:
+    """:func:`parity_figure` as PNG bytes."""
+    figure = parity_figure(panels, title, excluded)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

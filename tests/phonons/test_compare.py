@@ -50,3 +50,35 @@ def test_parity_plot_is_a_png():
     )
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert parity_plot_png({"U": {"reference": [], "predicted": []}})[:4] == b"\x89PNG"
+
+
+def test_parity_figure_labels_points_gives_units_and_lists_the_excluded():
+    from aiida_cgcnn.phonons.compare import parity_figure
+
+    figure = parity_figure(
+        {
+            "U": {
+                "reference": [1.0, 2.0],
+                "predicted": [1.1, 2.0],
+                "labels": ["Cu_p0", "Ni3Al_p0"],
+                "mae": 0.05,
+                "mae_over_mad": 0.1,
+            },
+            "Cv": {
+                "reference": [20.0, 40.0],
+                "predicted": [21.0, 39.0],
+                "labels": ["Cu_p0", "Ni3Al_p0"],
+                "mae": 1.0,
+            },
+        },
+        title="EMT at 300 K",
+        excluded={
+            "Cu_bcc": "imaginary modes: lowest frequency -3.1 THz is below -0.5 THz (dynamically unstable)"
+        },
+    )
+    u_axes, cv_axes = figure.axes
+    assert {t.get_text() for t in u_axes.texts} >= {"Cu_p0", "Ni3Al_p0"}
+    assert any("MAE 0.05 kJ/mol" in t.get_text() for t in u_axes.texts)
+    assert any("MAE 1 J/(K mol)" in t.get_text() for t in cv_axes.texts)
+    notes = " ".join(t.get_text() for t in figure.texts)
+    assert "left out Cu_bcc: imaginary modes" in notes

@@ -376,12 +376,14 @@ def compare_phonon_predictions(
             prop: {
                 "reference": reference_values[prop],
                 "predicted": predicted_values[prop],
+                "labels": compared,
                 "mae": comparison[prop]["mae"],
                 "mae_over_mad": comparison[prop]["mae_over_mad"],
             }
             for prop in PROPERTIES
         },
         title=f"{context.get_dict().get('reference_source', 'reference')} at {T:g} K",
+        excluded=excluded,
     )
     return {
         "comparison": orm.Dict(comparison),
