@@ -38,11 +38,11 @@ class ModelData(orm.SinglefileData):
     _FILENAME = "model.pt"
 
     def __init__(self, file: str | pathlib.Path | t.BinaryIO, filename: str | None = None, **kwargs):
-        super().__init__(file, filename=self._FILENAME, **kwargs)
+        super().__init__(_absolute(file), filename=self._FILENAME, **kwargs)
         self._set_facts()
 
     def set_file(self, file, filename=None, **kwargs) -> None:
-        super().set_file(file, filename=self._FILENAME, **kwargs)
+        super().set_file(_absolute(file), filename=self._FILENAME, **kwargs)
         self._set_facts()
 
     def _set_facts(self) -> None:
@@ -138,3 +138,8 @@ class ModelData(orm.SinglefileData):
         path = pathlib.Path(path)
         path.write_bytes(self.get_content(mode="rb"))
         return path
+
+
+def _absolute(file):
+    """A relative path (``run/best.pt``) as an absolute one: aiida-core's SinglefileData refuses it."""
+    return pathlib.Path(file).resolve() if isinstance(file, (str, pathlib.PurePath)) else file

@@ -100,6 +100,13 @@ def test_model_data_is_validated_and_never_stored_twice(trained, tmp_path):
     assert len(attributes["sha256"]) == 64 and "test" in attributes["metrics"]
 
 
+def test_model_data_takes_a_relative_path(trained, tmp_path, monkeypatch):
+    """``ModelData("run/best.pt")``, as a user writes it (aiida-core's SinglefileData wants absolute paths)."""
+    trained.export(tmp_path / "model.pt")
+    monkeypatch.chdir(tmp_path)
+    assert ModelData("model.pt").base.attributes.get("sha256") == trained.sha256
+
+
 def test_dataset_node_gives_its_structures_back(dataset_node, structures):
     assert dataset_node.size == len(structures)
     assert dataset_node.base.attributes.get("elements")

@@ -56,7 +56,8 @@ def _dataset(directory: Path, _: str) -> None:
 
 
 def _trained_run(directory: Path, _: str) -> None:
-    """``data.npz`` and ``run/`` (``best.pt``, ``last.pt``, ...): a small CGCNN trained 2 epochs."""
+    """``data.npz`` and ``run/`` (``best.pt``, ``last.pt``, ...): a CGCNN of the default sizes (so that
+    the command line's defaults fine-tune it) trained 2 epochs; ``pretrained/best.pt`` is a copy."""
     from aiida_cgcnn.training.dataset import CrystalDataset
     from aiida_cgcnn.training.trainer import Trainer
 
@@ -65,7 +66,6 @@ def _trained_run(directory: Path, _: str) -> None:
     Trainer(
         CrystalDataset.load(directory / "data.npz"),
         directory / "run",
-        model_config={"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32},
         train_config={"epochs": 2, "batch_size": 8},
         progress=False,
     ).fit()
