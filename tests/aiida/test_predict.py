@@ -101,7 +101,7 @@ def test_model_data_is_validated_and_never_stored_twice(trained, tmp_path):
 
 
 def test_model_data_takes_a_relative_path(trained, tmp_path, monkeypatch):
-    """``ModelData("run/best.pt")``, as a user writes it (aiida-core's SinglefileData wants absolute paths)."""
+    """``ModelData("run/best.pt")``, as users write it (SinglefileData itself wants absolute paths)."""
     trained.export(tmp_path / "model.pt")
     monkeypatch.chdir(tmp_path)
     assert ModelData("model.pt").base.attributes.get("sha256") == trained.sha256
