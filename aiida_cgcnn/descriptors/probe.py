@@ -170,38 +170,37 @@ def learnability_probe(
 
 
 def plot_probe(result: ProbeResult, path: str | os.PathLike) -> Path | None:
-    """Bar plot of R² per descriptor, local and global side by side; None if matplotlib is missing."""
+    """Horizontal bars of R² per descriptor, local and global in two colours, names readable at page
+    width; None if matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Patch
     except ImportError:
         return None
-    kinds = [k for k in ("local", "global") if any(r["kind"] == k for r in result.rows)]
-    if not kinds:
+    rows = [r for r in result.rows if r["kind"] in ("local", "global")]
+    if not rows:
         return None
-    widths = [sum(r["kind"] == k for r in result.rows) for k in kinds]
-    fig, axes = plt.subplots(
-        1,
-        len(kinds),
-        figsize=(0.35 * sum(widths) + 2.5, 4.2),
-        gridspec_kw={"width_ratios": widths},
-        squeeze=False,
-        sharey=True,
+    colours = {"local": "tab:blue", "global": "tab:orange"}
+    figure = Figure(figsize=(6.4, 0.24 * len(rows) + 1.3))
+    ax = figure.subplots()
+    positions = np.arange(len(rows))[::-1]  # the first descriptor on top
+    r2 = [max(r["r2"], -0.2) for r in rows]  # very poor fits are clipped for readability
+    ax.barh(positions, r2, color=[colours[r["kind"]] for r in rows], height=0.75)
+    ax.set_yticks(positions, [r["descriptor"] for r in rows], fontsize=9)
+    ax.axvline(0.8, color="grey", lw=0.8, ls="--")
+    ax.set_xlim(-0.2, 1.0)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("test R² of a plain CGCNN predicting the descriptor")
+    ax.legend(
+        handles=[Patch(color=colours[k], label=f"{k} descriptors") for k in colours],
+        loc="lower right",
+        fontsize=9,
     )
-    for ax, kind in zip(axes[0], kinds, strict=True):
-        rows = [r for r in result.rows if r["kind"] == kind]
-        r2 = [max(r["r2"], -0.2) for r in rows]  # very poor fits are clipped for readability
-        ax.bar(range(len(rows)), r2, color="tab:blue" if kind == "local" else "tab:orange")
-        ax.set_xticks(range(len(rows)), [r["descriptor"] for r in rows], rotation=90, fontsize=8)
-        ax.axhline(0.8, color="grey", lw=0.8, ls="--")
-        ax.set_ylim(-0.2, 1.0)
-        ax.set_title(f"{kind} descriptors")
-    axes[0][0].set_ylabel("test R²")
     if result.crys_sys_accuracy is not None:
-        fig.suptitle(f"crystal system accuracy {result.crys_sys_accuracy:.2f}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        ax.set_title(f"crystal system (7 classes): accuracy {result.crys_sys_accuracy:.2f}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
     return Path(path)
