@@ -38,3 +38,5 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 
 html_theme = "furo"
 html_title = f"aiida-cgcnn {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]  # wide tables fit the column (see the file)
