@@ -154,6 +154,7 @@ def _environment(needs_aiida: bool, request) -> dict[str, str]:
     }
     if needs_aiida:
         env["AIIDA_PATH"] = str(request.getfixturevalue("aiida_home"))
+        env.pop("AIIDA_PROFILE", None)  # the temporary profile is the default one there
     return env
 
 
