@@ -71,7 +71,7 @@ def markdown_files() -> list[Path]:
     return [ROOT / "README.md", *pages]
 
 
-def _parse_marker(body: str, where: str) -> dict:
+def parse_marker(body: str, where: str) -> dict:
     options: dict = {"skip": None, "setups": [], "continues": False}
     skip = re.search(r"(?:^|;)\s*skip\b(.*)$", body)
     if skip:  # the reason is the rest of the comment, semicolons included
@@ -114,7 +114,7 @@ def blocks_of(path: Path) -> list[Block]:
         while above >= 0 and not lines[above].strip():
             above -= 1
         marker = _MARKER.match(lines[above]) if above >= 0 else None
-        options = _parse_marker(marker["body"], f"{path.name}:{k + 1}") if marker else {}
+        options = parse_marker(marker["body"], f"{path.name}:{k + 1}") if marker else {}
         if language in RUNNABLE:
             blocks.append(Block(path, k + 1, language, "\n".join(body) + "\n", **options))
         elif marker:

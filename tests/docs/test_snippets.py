@@ -31,6 +31,7 @@ from tests.docs.snippets import (
     chains,
     console_commands,
     missing_output,
+    parse_marker,
 )
 
 BIN = Path(sys.executable).parent
@@ -63,8 +64,6 @@ EXTERNAL_PAGE_SKIPS = {
 
 
 def _apply_external_markers(blocks: list[Block]) -> list[Block]:
-    from tests.docs.snippets import _parse_marker
-
     for block in blocks:
         page = str(block.path.relative_to(ROOT))
         first = block.code.strip().splitlines()[0].strip() if block.code.strip() else ""
@@ -72,7 +71,7 @@ def _apply_external_markers(blocks: list[Block]) -> list[Block]:
         if page in EXTERNAL_PAGE_SKIPS and block.skip is None:
             block.skip = EXTERNAL_PAGE_SKIPS[page]
         elif marker is not None and block.skip is None and not block.setups:
-            options = _parse_marker(marker, block.name)
+            options = parse_marker(marker, block.name)
             block.skip, block.setups = options["skip"], options["setups"]
     return blocks
 
