@@ -10,6 +10,7 @@ and warned about, never silently.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import warnings
@@ -101,6 +102,22 @@ class EnsemblePrediction:
         scale = np.stack([1.0 / divisors[b] if b in divisors else nan for b in self.basis], axis=1)
         scale = scale.reshape(len(self.ids), len(self.basis))
         return self.mean * scale, self.std * scale
+
+    def for_cells(self, num_atoms: np.ndarray) -> EnsemblePrediction:
+        """The same prediction for cells of ``num_atoms`` atoms (each a multiple of its basis cell):
+        values per primitive cell scaled by ``num_atoms / basis_atoms``, e.g. to compare with data
+        whose cells a looser tolerance finds reducible."""
+        factor = np.asarray(num_atoms, dtype=np.float64) / self.basis_atoms
+        scale = np.where([b == "primitive cell" for b in self.basis], factor[:, None], 1.0)
+        return dataclasses.replace(
+            self,
+            mean=self.mean * scale,
+            std=self.std * scale,
+            members=self.members * scale[None],
+            basis_atoms=np.where(
+                any(b == "primitive cell" for b in self.basis), np.asarray(num_atoms), self.basis_atoms
+            ),
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per structure with every column of :meth:`write_csv`."""
@@ -282,15 +299,18 @@ class Ensemble:
         batch_size: int = 256,
         workers: int | None = None,
         warn: bool = True,
+        symprec: float = PRIMITIVE_SYMPREC,
     ) -> EnsemblePrediction:
         """Predict ``structures`` (pymatgen, ASE, files, :class:`Crystal` or a dataset) with every member.
 
         Invalid structures raise :class:`InvalidStructureError` naming them, or with ``skip_invalid``
-        are listed in ``skipped`` while the rest are predicted.
+        are listed in ``skipped`` while the rest are predicted. ``symprec`` (Å) is spglib's tolerance
+        in finding primitive cells: the default accepts cells written with few digits; phonopy's
+        default, 1e-5, keeps pseudo-symmetric cells as they are.
         """
         crystals, skipped = self._crystals(structures, ids, skip_invalid)
         given = np.array([c.num_atoms for c in crystals], dtype=np.int64)
-        primitive = [primitive_crystal(c) for c in crystals]
+        primitive = [primitive_crystal(c, symprec) for c in crystals]
         if any(b == "primitive cell" for b in self.basis):
             crystals = primitive  # a sum-pooled model scales with the cell: predict the basis cell
         members, kept, failures = self._run_members(crystals, batch_size, workers)

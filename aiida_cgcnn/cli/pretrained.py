@@ -41,7 +41,7 @@ def registry_rows() -> list[list[str]]:
                 ", ".join(dict.fromkeys(units)),
                 f"{entry['source']['path'].split('/')[0]} ({entry['source']['functional']}), "
                 f"{entry['split_counts']['member_train']} train",
-                ", ".join(f"{targets[n]['mae']:.3g}" for n in names),
+                ", ".join(f"{targets[n]['mae']:.4g}" for n in names),
                 ", ".join(f"{targets[n]['mae_over_mad']:.3f}" for n in names),
                 str(entry["members"]),
                 _size(entry),

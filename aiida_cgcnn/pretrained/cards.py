@@ -32,27 +32,41 @@ def _plots(name: str, entry: dict[str, Any], folder: Path, image_dir: Path) -> t
     scale = np.asarray(entry["std_scale"])
     targets = entry["targets"]
     n = len(targets)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
+    natoms = data["num_atoms"].astype(np.float64)
+    extensive = [t["basis"] != "intensive" for t in targets]
+    rows = 2 if any(extensive) else 1  # extensive targets: per atom too, where small cells show
+    fig, axes = plt.subplots(rows, n, figsize=(3.6 * n, 3.6 * rows), squeeze=False)
     for t, spec in enumerate(targets):
-        ax = axes[0, t]
-        ax.errorbar(
-            target[:, t],
-            mean[:, t],
-            yerr=std[:, t] * scale[t],
-            fmt="o",
-            ms=2,
-            lw=0.5,
-            alpha=0.5,
-            elinewidth=0.5,
-            color="tab:blue",
-        )
-        low, high = np.nanmin(target[:, t]), np.nanmax(target[:, t])
-        ax.plot([low, high], [low, high], "k--", lw=0.8)
-        mae = entry["metrics"]["targets"][spec["name"]]["mae"]
-        ax.set_title(f"{spec['name']}: MAE {_fmt(mae)} {spec['unit']}", fontsize=9)
-        ax.set_xlabel(f"DFT [{spec['unit']}]", fontsize=8)
-        ax.set_ylabel(f"predicted ± σ [{spec['unit']}]", fontsize=8)
-        ax.tick_params(labelsize=7)
+        views = [(mean[:, t], std[:, t], target[:, t], spec["basis"], "")]
+        if extensive[t]:
+            views.append(
+                (mean[:, t] / natoms, std[:, t] / natoms, target[:, t] / natoms, "atom", " per atom")
+            )
+        for row, (pred, sigma, true, basis, suffix) in enumerate(views):
+            ax = axes[row, t]
+            ax.errorbar(
+                true,
+                pred,
+                yerr=sigma * scale[t],
+                fmt="o",
+                ms=2,
+                lw=0.5,
+                alpha=0.5,
+                elinewidth=0.5,
+                color="tab:blue",
+            )
+            low, high = np.nanmin(true), np.nanmax(true)
+            ax.plot([low, high], [low, high], "k--", lw=0.8)
+            mae = float(np.mean(np.abs(pred - true)))
+            ax.set_title(f"{spec['name']}{suffix}: MAE {_fmt(mae)} {spec['unit']}", fontsize=9)
+            ax.set_xlabel(
+                f"DFT [{spec['unit']} per {basis}]" if basis != "intensive" else f"DFT [{spec['unit']}]",
+                fontsize=8,
+            )
+            ax.set_ylabel("predicted ± σ", fontsize=8)
+            ax.tick_params(labelsize=7)
+        if rows == 2 and not extensive[t]:
+            axes[1, t].axis("off")
     fig.tight_layout()
     parity = image_dir / f"{name}-parity.png"
     fig.savefig(parity, dpi=110)
@@ -181,6 +195,16 @@ def write_card(name: str, docs_dir: str | os.PathLike, folder: Path | None = Non
         "",
         "## Test metrics (ensemble mean, test part)",
         "",
+        *(
+            [
+                f"{entry['reduced_test_cells']} test cell(s) of the data are pseudo-symmetric: spglib "
+                "(10⁻³ Å) finds a smaller primitive cell than the data kept, so their predictions are "
+                "scaled to the data's cell before they are compared.",
+                "",
+            ]
+            if entry.get("reduced_test_cells")
+            else []
+        ),
         *_metrics_table(entry),
         "",
         f"![parity plot]({'images/' + parity})",

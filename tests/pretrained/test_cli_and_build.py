@@ -23,7 +23,7 @@ def test_list_prints_the_registry_as_a_table():
         entry = card(name)
         row = next(line for line in lines if line.startswith(f"{name} v{entry['version']}"))
         first = entry["targets"][0]["name"]
-        assert f"{entry['metrics']['targets'][first]['mae']:.3g}" in row
+        assert f"{entry['metrics']['targets'][first]['mae']:.4g}" in row
         assert str(entry["members"]) in row.split()
 
 

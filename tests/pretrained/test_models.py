@@ -81,12 +81,13 @@ def test_mean_and_std_are_the_members(phonons):
     raw = phonons.predict(structures, calibrated=False)
     np.testing.assert_allclose(raw.std, members.std(axis=0), rtol=1e-12)
 
+    # one crystal alone: float32 sums in another batch, so equal to float32 precision
     calc = CGCNNCalculator(model="phonons-300K")
     atoms = structures[1]
     cv = phonons.target_names.index("Cv")
-    assert calc.get_property("heat_capacity", atoms) == pytest.approx(members[:, 1, cv].mean(), rel=1e-12)
+    assert calc.get_property("heat_capacity", atoms) == pytest.approx(members[:, 1, cv].mean(), rel=1e-6)
     assert calc.get_property("heat_capacity_std", atoms) == pytest.approx(
-        members[:, 1, cv].std() * phonons.std_scale[cv], rel=1e-12
+        members[:, 1, cv].std() * phonons.std_scale[cv], rel=1e-4
     )
     assert calc.units["heat_capacity"] == "J/(K mol) per primitive cell"
 
