@@ -125,11 +125,11 @@ def test_predict_bad_structure_files(tmp_path, bad_dir, toy_dir, site_model):
     out = tmp_path / "pred" / "pred.csv"
     run = cli("predict", site_model, *files, "-o", out)
     assert run.returncode == 4
-    assert "'partial.cif'" in run.stderr and "'garbage.cif'" in run.stderr
+    assert "'partial'" in run.stderr and "'garbage'" in run.stderr  # file stems, as in Python
     run = cli("predict", site_model, *files, "-o", out, "--skip-invalid")
     assert run.returncode == 0, run.stderr
-    assert [r["id"] for r in read_csv(out)] == ["good-00.cif", "good-01.cif"]
-    assert skipped_ids(out.with_suffix(".skipped.txt")) == ["partial.cif", "garbage.cif", "lonely.cif"]
+    assert [r["id"] for r in read_csv(out)] == ["good-00", "good-01"]
+    assert skipped_ids(out.with_suffix(".skipped.txt")) == ["partial", "garbage", "lonely"]
 
 
 def test_empty_dataset_exits_4(tmp_path):
