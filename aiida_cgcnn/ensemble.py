@@ -30,6 +30,7 @@ from .training.dataset import CrystalDataset, Skipped
 __all__ = ["Ensemble", "EnsemblePrediction", "OutOfDomainWarning", "primitive_crystal", "read_ensemble_csv"]
 
 PRIMITIVE_SYMPREC = 1e-3  # Å; tolerant of cells written with few digits
+SIZE_FACTOR = 2.0  # a (primitive) cell more than this factor outside the training sizes is out of domain
 
 
 class OutOfDomainWarning(UserWarning):
@@ -210,6 +211,8 @@ class Ensemble:
         calibration part; 1 for the raw spread).
     domain
         ``elements`` and ``num_atoms`` (min, max of the basis cells) seen in training; None: no check.
+        A structure is out of domain with an element never seen, or with a primitive cell more than
+        ``SIZE_FACTOR`` (2) times smaller or larger than any seen.
     basis
         Per target: ``"primitive cell"`` for targets per primitive cell (any other cell given is
         reduced to its primitive cell first), ``"formula unit"`` for targets per formula unit of a
@@ -364,8 +367,10 @@ class Ensemble:
         if seen and unseen:
             reasons.append(f"elements never seen in training: {' '.join(unseen)}")
         low, high = self.domain.get("num_atoms", (1, math.inf))
-        if not low <= crystal.num_atoms <= high:
-            reasons.append(f"{crystal.num_atoms} atoms per cell, training cells had {low} to {high}")
+        if not low / SIZE_FACTOR <= crystal.num_atoms <= high * SIZE_FACTOR:
+            reasons.append(
+                f"{crystal.num_atoms} atoms per cell, far outside the {low} to {high} of the training cells"
+            )
         return "; ".join(reasons)
 
     def _crystals(self, structures, ids, skip_invalid) -> tuple[list[Crystal], list[Skipped]]:

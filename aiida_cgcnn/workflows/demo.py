@@ -136,7 +136,7 @@ def _pretrained_phonons(echo: Callable[[str], None]) -> int:
 
     echo("5. The pretrained phonons-300K ensemble (shipped, offline): U and Cv at 300 K of real crystals")
     ensemble = import_pretrained("phonons-300K")
-    echo(f"   EnsembleData<{ensemble.pk}>: {ensemble.model_label}, {ensemble.members} members")
+    echo(f"   EnsembleData<{ensemble.pk}>: {ensemble.model_label}, {len(ensemble.member_files)} members")
     structures = {}
     for formula, kind, a in DEMO_CRYSTALS:
         atoms = bulk(formula, kind, a=a, cubic=True)

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
 from aiida import orm
+from ase.build import bulk
 from click.testing import CliRunner
 
 from aiida_cgcnn.cli.provenance import model_group
+from aiida_cgcnn.ensemble import Ensemble
 from aiida_cgcnn.workflows.demo import run_aiida_demo
 
 
@@ -15,6 +18,19 @@ def test_aiida_demo_and_provenance_commands(aiida_profile, aiida_localhost, tmp_
     pks = run_aiida_demo(n_structures=30, epochs=2, echo=lines.append, computer_label=aiida_localhost.label)
     text = "\n".join(lines)
     assert "(CalcJob)" in text and "(calcfunction)" in text
+    # step 5: the shipped phonon ensemble, conventional cells reduced, PuO2 flagged, provenance found
+    rows = {
+        line.split()[0]: line for line in lines[lines.index(next(x for x in lines if "crystal " in x)) + 1 :]
+    }
+    assert rows["Cl4Na4"].split()[1:4] == ["8", "->", "2"] and "OUT OF DOMAIN" not in rows["Cl4Na4"]
+    assert "OUT OF DOMAIN: elements never seen in training: Pu" in rows["O8Pu4"]
+    ensemble = orm.load_node(pks["pretrained"])
+    assert "find_predictions(NaCl)" in text and ensemble.model_label in text
+    nacl = bulk("NaCl", "rocksalt", a=5.640, cubic=True)
+    expected = Ensemble.pretrained("phonons-300K").predict([nacl])
+    cv, cv_std = float(rows["Cl4Na4"].split()[7]), float(rows["Cl4Na4"].split()[9])
+    assert cv == pytest.approx(expected.mean[0, 1], abs=0.006)  # printed with two decimals
+    assert cv_std == pytest.approx(expected.std[0, 1], abs=0.006)
     model = orm.load_node(pks["model"])
 
     runner = CliRunner()
