@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,23 +40,38 @@ BIN = Path(sys.executable).parent
 #: generous: a loaded 2-core CI machine; the cheap snippets take seconds
 TIMEOUT_S = 900
 
-#: Markers for pages others own, keyed by the page and the first line of the block's code, until the
-#: pages carry ``<!-- snippet: ... -->`` comments themselves (the same syntax).
-EXTERNAL_MARKERS: dict[tuple[str, str], str] = {
-    ("docs/pretrained.md", "aiida-cgcnn pretrained list"): "setup pretrained:phonons-300K",
-    ("docs/pretrained.md", "aiida-cgcnn predict --model phonons-300K structures/*.cif -o predictions.csv"): (
-        "setup structures, pretrained:phonons-300K"
+#: Markers for pages others own or generate (``aiida-cgcnn pretrained card`` writes docs/pretrained/*.md),
+#: as (page glob, regex on the block's first line, marker), until the pages carry
+#: ``<!-- snippet: ... -->`` comments themselves (the same syntax).
+EXTERNAL_MARKERS: list[tuple[str, str, str]] = [
+    (
+        "docs/pretrained*.md",
+        r"aiida-cgcnn pretrained build ",
+        "skip rebuilds a shipped ensemble: hours of training",
     ),
     (
-        "docs/pretrained.md",
-        "from aiida_cgcnn.predict import Predictor",
-    ): "setup structures, pretrained:phonons-300K",
-    ("docs/pretrained.md", "from ase.build import bulk"): "setup pretrained:phonons-300K",
+        "docs/pretrained/*.md",
+        r"aiida-cgcnn pretrained build ",
+        "skip rebuilds a shipped ensemble: hours of training",
+    ),
+    (
+        "docs/pretrained*.md",
+        r"aiida-cgcnn predict --model phonons-300K structures/",
+        "setup structures, pretrained:phonons-300K",
+    ),
+    (
+        "docs/pretrained/*.md",
+        r"aiida-cgcnn predict --model (?P<name>[\w.-]+) structures/",
+        "setup structures, pretrained:{name}",
+    ),
+    ("docs/pretrained.md", r"aiida-cgcnn pretrained list$", "setup pretrained:phonons-300K"),
     (
         "docs/pretrained.md",
-        "aiida-cgcnn pretrained build phonons-300K --data ../shared/data -o pretrained/phonons-300K",
-    ): ("skip rebuilds a shipped ensemble: hours of training on the real data"),
-}
+        r"from aiida_cgcnn.predict import Predictor$",
+        "setup structures, pretrained:phonons-300K",
+    ),
+    ("docs/pretrained.md", r"from ase.build import bulk$", "setup pretrained:phonons-300K"),
+]
 #: Pages whose every block is a measurement of minutes to hours (their outputs are the results).
 EXTERNAL_PAGE_SKIPS = {
     "docs/benchmarks.md": (
@@ -65,14 +82,19 @@ EXTERNAL_PAGE_SKIPS = {
 
 def _apply_external_markers(blocks: list[Block]) -> list[Block]:
     for block in blocks:
-        page = str(block.path.relative_to(ROOT))
+        page = block.path.relative_to(ROOT)
         first = block.code.strip().splitlines()[0].strip() if block.code.strip() else ""
-        marker = EXTERNAL_MARKERS.get((page, first))
-        if page in EXTERNAL_PAGE_SKIPS and block.skip is None:
-            block.skip = EXTERNAL_PAGE_SKIPS[page]
-        elif marker is not None and block.skip is None and not block.setups:
-            options = parse_marker(marker, block.name)
-            block.skip, block.setups = options["skip"], options["setups"]
+        if block.skip is not None or block.setups:
+            continue  # the page's own marker wins
+        if str(page) in EXTERNAL_PAGE_SKIPS:
+            block.skip = EXTERNAL_PAGE_SKIPS[str(page)]
+            continue
+        for pattern, line, marker in EXTERNAL_MARKERS:
+            match = re.match(line, first)
+            if page.match(pattern) and match:
+                options = parse_marker(marker.format(**match.groupdict()), block.name)
+                block.skip, block.setups = options["skip"], options["setups"]
+                break
     return blocks
 
 
@@ -175,16 +197,29 @@ def _prepare(chain: list[Block], work: Path) -> tuple[str, bool]:
 
 
 def _run(command: list[str] | str, work: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    """Run in its own process group, so that a timeout ends the command's children too (a shell's
+    ``aiida-cgcnn`` would otherwise outlive it)."""
+    shell = isinstance(command, str)
+    with subprocess.Popen(
         command,
         cwd=work,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=TIMEOUT_S,
-        shell=isinstance(command, str),
-        executable="/bin/bash" if isinstance(command, str) else None,
-    )
+        shell=shell,
+        executable="/bin/bash" if shell else None,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"{command!r} ran past {TIMEOUT_S} s:\n{stdout[-2000:]}\n{stderr[-2000:]}"
+            ) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _report(what: str, block: Block, run: subprocess.CompletedProcess) -> str:
