@@ -22,8 +22,8 @@ import numpy as np
 
 from .errors import InvalidStructureError
 from .graph.batch import build_graph_store
-from .predict import Predictor
-from .structures import Crystal, to_crystal
+from .predict import Predictor, named_crystals
+from .structures import Crystal
 from .training.checkpoint import load_checkpoint
 from .training.dataset import CrystalDataset, Skipped
 
@@ -376,23 +376,7 @@ class Ensemble:
     def _crystals(self, structures, ids, skip_invalid) -> tuple[list[Crystal], list[Skipped]]:
         if isinstance(structures, CrystalDataset):
             return list(structures.crystals()), []
-        structures = list(structures)
-        crystals, skipped = [], []
-        for k, obj in enumerate(structures):
-            sid = str(ids[k]) if ids is not None else _default_id(obj, k)
-            try:
-                crystal = to_crystal(obj, sid)
-            except InvalidStructureError as error:
-                if not skip_invalid:
-                    raise
-                skipped.append(Skipped(sid, str(error)))
-                continue
-            if ids is None and not isinstance(obj, (Crystal, str, os.PathLike)):
-                # Atoms and Structures carry no name: the formula says which one it is
-                crystal = Crystal(
-                    f"{_formula(crystal.numbers)}-{k}", crystal.lattice, crystal.frac_coords, crystal.numbers
-                )
-            crystals.append(crystal)
+        crystals, _, skipped = named_crystals(structures, ids, skip_invalid)  # named as Predictor names them
         return crystals, skipped
 
     def _run_members(self, crystals: list[Crystal], batch_size: int, workers: int | None):
@@ -415,14 +399,6 @@ class Ensemble:
         kept = [k for k in range(len(crystals)) if k not in bad]
         values = [m._run(store, None, batch_size, False)[0] for m in self.members]
         return values, kept, failures
-
-
-def _default_id(obj: Any, k: int) -> str:
-    if isinstance(obj, Crystal):
-        return obj.id
-    if isinstance(obj, (str, os.PathLike)):
-        return os.path.splitext(os.path.basename(str(obj)))[0]
-    return str(k)
 
 
 def _formula(numbers: np.ndarray) -> str:

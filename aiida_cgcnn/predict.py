@@ -130,6 +130,33 @@ def _unique_ids(crystals: list[Crystal], positions: list[int], derived: list[boo
     ]
 
 
+def named_crystals(
+    structures: Sequence[Any], ids: Sequence[str] | None = None, skip_invalid: bool = False
+) -> tuple[list[Crystal], list[int], list[Skipped]]:
+    """Valid crystals of ``structures``, the input positions they came from, and the invalid ones.
+
+    Without ``ids``, each structure's own label: ``Crystal.id``, file stem, info/properties "id",
+    else the formula (see docs/datasets.md), made unique with ``#<input position>``.
+    """
+    structures = list(structures)
+    given = None if ids is None else [str(i) for i in ids]
+    if given is not None and len(given) != len(structures):
+        raise ValueError(f"{len(structures)} structures but {len(given)} ids")
+    crystals, keep, skipped = [], [], []
+    for k, obj in enumerate(structures):
+        try:
+            crystals.append(to_crystal(obj, None if given is None else given[k]))
+            keep.append(k)
+        except InvalidStructureError as error:
+            if not skip_invalid:
+                raise
+            skipped.append(Skipped(error.structure_id, str(error)))
+    if given is None:
+        derived = [not isinstance(structures[k], Crystal) for k in keep]
+        crystals = _unique_ids(crystals, keep, derived)
+    return crystals, keep, skipped
+
+
 class Predictor:
     """Predict with a trained model.
 
@@ -204,24 +231,7 @@ class Predictor:
                     source_names = stored_columns(structures, self.descriptors)
             structure_hash = structures.structure_hash()
         else:
-            structures = list(structures)
-            given = None if ids is None else [str(i) for i in ids]
-            if given is not None and len(given) != len(structures):
-                raise ValueError(f"{len(structures)} structures but {len(given)} ids")
-            crystals, keep = [], []
-            for k, obj in enumerate(structures):
-                try:
-                    # without ids, each structure's own label: Crystal.id, file stem, info/properties
-                    # "id", else the formula (see docs/datasets.md)
-                    crystals.append(to_crystal(obj, None if given is None else given[k]))
-                    keep.append(k)
-                except InvalidStructureError as error:
-                    if not skip_invalid:
-                        raise
-                    skipped.append(Skipped(error.structure_id, str(error)))
-            if given is None:
-                derived = [not isinstance(structures[k], Crystal) for k in keep]
-                crystals = _unique_ids(crystals, keep, derived)
+            crystals, keep, skipped = named_crystals(structures, ids, skip_invalid)
             if features is not None:
                 features = np.asarray(features)[keep]
             structure_hash = None
