@@ -10,9 +10,11 @@ on.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiida import orm
+from aiida.common.exceptions import MultipleObjectsError, NotExistent
 from aiida.engine import WorkChain
 from aiida_phonopy.data import PhonopyData, PreProcessData
 
@@ -25,15 +27,35 @@ from ..phonons.settings import PhononSettings
 from ..phonons.setup import build_phonopy
 from .phonon_reference import PhononReferenceWorkChain
 
-__all__ = ["PhononComparisonWorkChain"]
+__all__ = ["PhononComparisonWorkChain", "structures_from_group"]
 
 
-def _structures(inputs: dict[str, Any]) -> dict[str, orm.StructureData]:
-    """The crystals by label: the ``structures`` namespace, or a group's nodes as ``pk<pk>``."""
-    if "structure_group" in inputs:
-        group = inputs["structure_group"]
-        return {f"pk{n.pk}": n for n in group.nodes if isinstance(n, orm.StructureData)}
-    return dict(inputs.get("structures", {}))
+def structures_from_group(group: orm.Group | str | int) -> dict[str, orm.StructureData]:
+    """The ``StructureData`` of a group (the group, its label or pk) by link label, for a namespace
+    input such as ``structures``: each node's label made a valid link label (``mp-149`` ->
+    ``mp_149``) where every label is set and unique, else ``pk<pk>``. Other nodes are ignored."""
+    group = _load_group(group)
+    nodes = sorted((n for n in group.nodes if isinstance(n, orm.StructureData)), key=lambda n: n.pk)
+    if not nodes:
+        raise ValueError(f"group {group.label!r} holds no StructureData")
+    labels = [_link_label(n.label) for n in nodes]
+    if not all(labels) or len(set(labels)) != len(labels):
+        labels = [f"pk{n.pk}" for n in nodes]
+    return dict(zip(labels, nodes, strict=True))
+
+
+def _load_group(group: orm.Group | str | int) -> orm.Group:
+    if isinstance(group, orm.Group):
+        return group
+    try:
+        return orm.load_group(group)
+    except (NotExistent, MultipleObjectsError) as error:
+        raise ValueError(f"no single group {group!r}: {error}; `verdi group list` shows them") from error
+
+
+def _link_label(text: str) -> str:
+    label = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", text or "")).strip("_")
+    return f"s_{label}" if label[:1].isdigit() else label
 
 
 def _node_name(node: orm.Node) -> str:
@@ -92,13 +114,13 @@ def _primitive_mismatch(label: str, structure: orm.StructureData, data: PreProce
 
 def validate_inputs(inputs: dict[str, Any], _) -> str | None:
     """Crystals, models and a reference source that fit together; messages name the crystal or model."""
-    given = [key for key in ("structures", "structure_group") if inputs.get(key)]
     phonopy_data = dict(inputs.get("phonopy_data", {}))
-    if len(given) > 1:
-        return "give `structures` or `structure_group`, not both"
-    structures = _structures(inputs)
+    structures = dict(inputs.get("structures", {}))
     if not structures and not phonopy_data:
-        return "no crystals: give `structures`, `structure_group` or `phonopy_data`"
+        return (
+            "no crystals: give `structures` (for a group: PhononComparisonWorkChain."
+            "get_builder_from_group) or `phonopy_data`"
+        )
     if structures and phonopy_data and set(structures) != set(phonopy_data):
         return (
             f"`structures` and `phonopy_data` must have the same labels; only in structures: "
@@ -150,13 +172,8 @@ class PhononComparisonWorkChain(WorkChain):
             valid_type=orm.StructureData,
             dynamic=True,
             required=False,
-            help="Crystals by label (unit cells; their phonopy primitive cells are predicted).",
-        )
-        spec.input(
-            "structure_group",
-            valid_type=orm.Group,
-            required=False,
-            help="A group of StructureData instead of `structures`; labelled pk<pk>.",
+            help="Crystals by label (unit cells; their phonopy primitive cells are predicted); for "
+            "a group, get_builder_from_group fills it.",
         )
         spec.input_namespace(
             "phonopy_data",
@@ -252,8 +269,19 @@ class PhononComparisonWorkChain(WorkChain):
         )
         spec.exit_code(420, "ERROR_PREDICTION_FAILED", message="the models' predictions failed: {error}")
 
+    @classmethod
+    def get_builder_from_group(cls, group: orm.Group | str | int) -> Any:
+        """A builder whose ``structures`` are the ``StructureData`` of ``group`` (a Group, its label
+        or pk), labelled as :func:`structures_from_group` does; every structure is then an input of
+        the work chain, so the provenance graph links each crystal to its comparison."""
+        group = _load_group(group)
+        builder = cls.get_builder()
+        builder.structures = structures_from_group(group)
+        builder.metadata.description = f"phonon comparison of the structures of group {group.label!r}"
+        return builder
+
     def setup(self):
-        structures = _structures(self.inputs)
+        structures = dict(self.inputs.get("structures", {}))
         phonopy_data = dict(self.inputs.get("phonopy_data", {}))
         self.ctx.labels = sorted(set(structures) | set(phonopy_data))
         self.ctx.excluded = {}
@@ -263,7 +291,7 @@ class PhononComparisonWorkChain(WorkChain):
 
     def run_references(self):
         """One reference work chain per crystal, all submitted before any is awaited."""
-        structures = _structures(self.inputs)
+        structures = dict(self.inputs.get("structures", {}))
         phonopy_data = dict(self.inputs.get("phonopy_data", {}))
         common = self.exposed_inputs(PhononReferenceWorkChain, namespace="reference")
         for label in self.ctx.labels:

@@ -247,3 +247,34 @@ def test_engine_on_a_computer_through_aiida_phonopy_and_pythonjob(
     local, _ = run_get_node(PhononReferenceWorkChain, **common)
     for key in ("U_kJmol", "Cv_JKmol"):
         assert remote["thermal_properties"][key] == pytest.approx(local["thermal_properties"][key], rel=1e-12)
+
+
+def test_a_group_of_structures_is_compared_with_each_crystal_linked(models, fcc_metals):
+    """A group, as users keep their crystals, becomes the ``structures`` namespace: labels from the
+    nodes' labels, every structure an input of the work chain."""
+    from aiida_cgcnn.workflows.phonon_comparison import structures_from_group
+
+    group = orm.Group(label="phonon-comparison-fcc").store()
+    nodes = []
+    for name, atoms in fcc_metals.items():
+        node = orm.StructureData(ase=atoms)
+        node.label = f"{name}-fcc"  # not a link label as it stands
+        nodes.append(node.store())
+    group.add_nodes([*nodes, orm.Dict({"not": "a structure"}).store()])
+
+    builder = PhononComparisonWorkChain.get_builder_from_group("phonon-comparison-fcc")
+    assert sorted(builder.structures) == sorted(f"{name}_fcc" for name in fcc_metals)
+    builder.model = models["both"]
+    builder.reference.engine = orm.Dict(EMT)
+    builder.reference.phonopy = orm.Dict(EXACT)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    assert results["comparison"]["compared"] == sorted(f"{name}_fcc" for name in fcc_metals)
+    linked = {link.node.uuid for link in node.base.links.get_incoming(node_class=orm.StructureData).all()}
+    assert linked == {n.uuid for n in nodes}
+    assert "phonon-comparison-fcc" in node.description
+
+    nodes[1].label = nodes[0].label  # clashing labels: pk<pk> instead
+    assert sorted(structures_from_group(group)) == sorted(f"pk{n.pk}" for n in nodes)
+    with pytest.raises(ValueError, match="no single group 'no-such-group'"):
+        structures_from_group("no-such-group")
