@@ -4,6 +4,7 @@
 #   make test    the whole test suite (slow tests included); extra pytest arguments in PYTEST_ARGS
 #   make docs    the Sphinx site, warnings as errors, into docs/_build/html
 #   make lint    ruff check and ruff format --check
+#   make typecheck  mypy on the package (strict on the AiiDA layer; settings in pyproject.toml)
 #   make clean   remove build outputs and runs (keeps .venv; `make distclean` removes it too)
 
 PYTHON ?= python3
@@ -15,10 +16,10 @@ PYTEST_ARGS ?=
 LINT_PATHS := aiida_cgcnn tests benchmarks
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test docs lint clean distclean
+.PHONY: help venv demo test docs lint typecheck clean distclean
 
 help:
-	@sed -n '3,7s/^#  //p' Makefile
+	@sed -n '3,8s/^#  //p' Makefile
 
 venv: $(STAMP)
 
@@ -43,6 +44,9 @@ docs: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy aiida_cgcnn
 
 clean:
 	rm -rf docs/_build runs build dist .pytest_cache .ruff_cache .mypy_cache
