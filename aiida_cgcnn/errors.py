@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DatasetError", "DatasetNotFoundError", "InvalidStructureError", "plain"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "InvalidStructureError",
+    "plain",
+]
 
 
 def plain(value):
@@ -43,3 +50,7 @@ class DatasetNotFoundError(DatasetError):
 
 class CheckpointError(ValueError):
     """A checkpoint file that is not a valid aiida-cgcnn checkpoint."""
+
+
+class ConfigError(ValueError):
+    """Settings a user gave (a config file, options, parameters) that cannot be used."""
