@@ -28,7 +28,7 @@ from torch import nn
 from ..graph.batch import Batch
 from ..graph.features import GaussianExpansion
 from ..graph.line_graph import line_graph
-from .alignn_ops import Workspace, dense_norm_silu, gated_edges
+from .alignn_ops import Norm, Workspace, dense_norm_silu, gated_edges
 from .heads import Head, HeadOutput
 
 __all__ = ["ALIGNN", "ALIGNNLayer", "Dense", "EdgeGatedConv", "Embedding", "rbf_expansion"]
@@ -47,7 +47,7 @@ def _linear(layer: nn.Linear, x: torch.Tensor, dtype: torch.dtype | None) -> tor
     return out if layer.bias is None else out + layer.bias
 
 
-def _norm(kind: str, features: int) -> nn.Module:
+def _norm(kind: str, features: int) -> Norm:
     if kind == "batch":
         return nn.BatchNorm1d(features)
     if kind == "layer":
@@ -218,6 +218,8 @@ class ALIGNN(nn.Module):
         The shared :class:`~aiida_cgcnn.models.heads.Head`; ``extra_features`` > 0 is de-ALIGNN
         (descriptors joined to the pooled vector).
     """
+
+    atom_table: torch.Tensor  # a buffer (register_buffer), declared for the type checker
 
     def __init__(
         self,

@@ -32,7 +32,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BLOCK_ROWS", "Workspace", "dense_norm_silu", "gated_edges"]
+__all__ = ["BLOCK_ROWS", "Norm", "Workspace", "dense_norm_silu", "gated_edges"]
+
+Norm = nn.BatchNorm1d | nn.LayerNorm
+"""The normalisations ALIGNN's layers take."""
 
 BLOCK_ROWS = 512
 """Rows per block on CPU: 512 × 256 float32 (0.5 MB) keeps every scratch block in a core's L2 cache."""
@@ -126,6 +129,11 @@ class _BlockStats:
         return mean.to(dtype), (m2 / self.rows).to(dtype)
 
 
+def _uses_batch_statistics(norm: nn.BatchNorm1d) -> bool:
+    """As :class:`torch.nn.BatchNorm1d` decides: in training, or when it keeps no running statistics."""
+    return norm.training or norm.running_mean is None or norm.running_var is None
+
+
 def _silu_grad(grad_out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """d/dy of SiLU at ``y``, written over ``y``."""
     return torch.ops.aten.silu_backward.grad_input(grad_out, y, grad_input=y)
@@ -137,22 +145,34 @@ class _BatchNormKernel:
     gradients of γ and β, which the input gradient depends on (:meth:`prepare_backward`)."""
 
     needs_passes = True
+    norm: nn.BatchNorm1d
+    training: bool  # normalises by the batch's statistics, so its input gradient has two more terms
+    stats: _BlockStats | None
+    mean: torch.Tensor
+    invstd: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+    grad_gamma: torch.Tensor
+    grad_beta: torch.Tensor
+    linear: tuple[torch.Tensor, torch.Tensor] | None  # slope and offset, see prepare_backward
 
     @classmethod
-    def for_backward(cls, saved: tuple[torch.Tensor, ...], training: bool):
+    def for_backward(cls, saved: tuple[torch.Tensor, ...], training: bool) -> _BatchNormKernel:
         """The kernel of a backward pass, from the tensors :meth:`saved` by the forward pass."""
         kernel = cls()
         kernel.mean, kernel.invstd, kernel.scale, kernel.shift = saved
         kernel.training = training
-        kernel.grad_gamma = kernel.grad_beta = kernel.slope = kernel.offset = None
+        kernel.linear = None
         return kernel
 
     @classmethod
-    def for_forward(cls, norm: nn.BatchNorm1d, like: torch.Tensor, blocks: list[slice]):
-        """The kernel of a forward pass (statistics gathered by :meth:`observe` while training)."""
+    def for_forward(cls, norm: Norm, like: torch.Tensor, blocks: list[slice]) -> _BatchNormKernel:
+        """The kernel of a forward pass (statistics gathered by :meth:`observe` when it normalises by the
+        batch's)."""
+        assert isinstance(norm, nn.BatchNorm1d)  # _kernel_type's choice
         kernel = cls()
-        kernel.norm, kernel.training = norm, norm.training
-        kernel.stats = _BlockStats(like, blocks) if norm.training else None
+        kernel.norm, kernel.training = norm, _uses_batch_statistics(norm)
+        kernel.stats = _BlockStats(like, blocks) if kernel.training else None
         return kernel
 
     def observe(self, k: int, block: torch.Tensor, scratch: torch.Tensor) -> None:
@@ -163,17 +183,19 @@ class _BatchNormKernel:
         """Mean, 1/std, scale γ/std and shift β − mean·scale; in training from the batch, updating the
         running statistics as :class:`torch.nn.BatchNorm1d` does."""
         norm, stats = self.norm, self.stats
+        running_mean, running_var, tracked = norm.running_mean, norm.running_var, norm.num_batches_tracked
         if stats is None:
-            mean, var = norm.running_mean, norm.running_var
+            assert running_mean is not None and running_var is not None  # else _uses_batch_statistics
+            mean, var = running_mean, running_var
         else:
             mean, var = stats.result(dtype)
-            if norm.track_running_stats:
-                norm.num_batches_tracked.add_(1)
+            if norm.training and running_mean is not None and running_var is not None and tracked is not None:
+                tracked.add_(1)
                 momentum = norm.momentum
-                factor = momentum if momentum is not None else 1.0 / float(norm.num_batches_tracked)
+                factor = momentum if momentum is not None else 1.0 / float(tracked)
                 unbiased = var * (stats.rows / max(stats.rows - 1, 1))
-                norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-                norm.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+                running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+                running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
         self.mean, self.invstd = mean, torch.rsqrt(var + norm.eps)
         self.scale = norm.weight * self.invstd
         self.shift = norm.bias - mean * self.scale
@@ -185,7 +207,14 @@ class _BatchNormKernel:
     def saved(self) -> tuple[torch.Tensor, ...]:
         return self.mean, self.invstd, self.scale, self.shift
 
-    def prepare_backward(self, grad_out, x, blocks, buffer, scratch) -> None:
+    def prepare_backward(
+        self,
+        grad_out: torch.Tensor,
+        x: torch.Tensor,
+        blocks: list[slice],
+        buffer: torch.Tensor,
+        scratch: torch.Tensor,
+    ) -> None:
         """Sum the gradients of γ and β; in training, the input gradient's two constants:
         d/dx = scale·g_y + slope·x − offset (g_y: d/dy of BN's output)."""
         beta = x.new_empty((len(blocks), x.shape[1]))
@@ -199,14 +228,17 @@ class _BatchNormKernel:
         self.grad_gamma = centred.sum(0) * self.invstd
         if self.training:
             # scale·(g_y − mean(g_y) − x̂·mean(g_y·x̂)): the last two terms are linear in x
-            self.slope = -self.scale * self.invstd * self.grad_gamma / x.shape[0]
-            self.offset = self.scale * self.grad_beta / x.shape[0] + self.slope * self.mean
+            slope = -self.scale * self.invstd * self.grad_gamma / x.shape[0]
+            self.linear = slope, self.scale * self.grad_beta / x.shape[0] + slope * self.mean
 
-    def input_grad(self, rows: slice, grad_out: torch.Tensor, x: torch.Tensor, out: torch.Tensor):
+    def input_grad(
+        self, rows: slice, grad_out: torch.Tensor, x: torch.Tensor, out: torch.Tensor
+    ) -> torch.Tensor:
         """d/dx of SiLU(BN(x)) for one block, written into ``out``."""
         grad = _silu_grad(grad_out, self.normalise(rows, x, out)).mul_(self.scale)
-        if self.slope is not None:
-            grad.addcmul_(x, self.slope).sub_(self.offset)
+        if self.linear is not None:
+            slope, offset = self.linear
+            grad.addcmul_(x, slope).sub_(offset)
         return grad
 
     def param_grads(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,9 +250,17 @@ class _LayerNormKernel:
     mean and 1/std are kept for the backward pass (two numbers a row)."""
 
     needs_passes = False
+    training = False  # never batch statistics
+    mean: torch.Tensor
+    rstd: torch.Tensor
+    gamma: torch.Tensor
+    beta: torch.Tensor
+    eps: float
+    grad_gamma: torch.Tensor
+    grad_beta: torch.Tensor
 
     @classmethod
-    def for_backward(cls, saved: tuple[torch.Tensor, ...], training: bool):
+    def for_backward(cls, saved: tuple[torch.Tensor, ...], training: bool) -> _LayerNormKernel:
         kernel = cls()
         kernel.mean, kernel.rstd, kernel.gamma, kernel.beta, eps = saved
         kernel.eps = float(eps)
@@ -229,7 +269,8 @@ class _LayerNormKernel:
         return kernel
 
     @classmethod
-    def for_forward(cls, norm: nn.LayerNorm, like: torch.Tensor, blocks: list[slice]):
+    def for_forward(cls, norm: Norm, like: torch.Tensor, blocks: list[slice]) -> _LayerNormKernel:
+        assert isinstance(norm, nn.LayerNorm)  # _kernel_type's choice
         kernel = cls()
         kernel.gamma, kernel.beta, kernel.eps = norm.weight, norm.bias, norm.eps
         kernel.mean = like.new_empty((like.shape[0], 1))
@@ -252,10 +293,19 @@ class _LayerNormKernel:
     def saved(self) -> tuple[torch.Tensor, ...]:
         return self.mean, self.rstd, self.gamma, self.beta, torch.tensor(self.eps, dtype=torch.float64)
 
-    def prepare_backward(self, grad_out, x, blocks, buffer, scratch) -> None:
+    def prepare_backward(
+        self,
+        grad_out: torch.Tensor,
+        x: torch.Tensor,
+        blocks: list[slice],
+        buffer: torch.Tensor,
+        scratch: torch.Tensor,
+    ) -> None:
         pass
 
-    def input_grad(self, rows: slice, grad_out: torch.Tensor, x: torch.Tensor, out: torch.Tensor):
+    def input_grad(
+        self, rows: slice, grad_out: torch.Tensor, x: torch.Tensor, out: torch.Tensor
+    ) -> torch.Tensor:
         mean, rstd = self.mean[rows], self.rstd[rows]
         y = torch.addcmul(self.beta, torch.sub(x, mean, out=out).mul_(rstd), self.gamma, out=out)
         grad_y = _silu_grad(grad_out, y)
@@ -270,11 +320,21 @@ class _LayerNormKernel:
         return self.grad_gamma, self.grad_beta
 
 
-def _kernel_type(norm: nn.Module):
+_Kernel = _BatchNormKernel | _LayerNormKernel
+
+
+def _kernel_type(norm: Norm) -> type[_BatchNormKernel] | type[_LayerNormKernel]:
     return _LayerNormKernel if isinstance(norm, nn.LayerNorm) else _BatchNormKernel
 
 
-def _normalise_all(kernel, x, blocks, scratch, out, residual=None) -> torch.Tensor:
+def _normalise_all(
+    kernel: _Kernel,
+    x: torch.Tensor,
+    blocks: list[slice],
+    scratch: torch.Tensor,
+    out: torch.Tensor,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
     """out = SiLU(norm(x)) (+ residual), block by block, once the statistics are in."""
     kernel.finish_stats(x.dtype)
     for rows in blocks:
@@ -300,7 +360,7 @@ class _NormSiLU(torch.autograd.Function):
             for k, rows in enumerate(blocks):
                 kernel.observe(k, x[rows], scratch[: rows.stop - rows.start])
         out = _normalise_all(kernel, x, blocks, scratch, _output_array(workspace, name, x, keep))
-        ctx.workspace, ctx.name, ctx.training, ctx.kernel = workspace, name, norm.training, type(kernel)
+        ctx.workspace, ctx.name, ctx.training, ctx.kernel = workspace, name, kernel.training, type(kernel)
         ctx.save_for_backward(x, *kernel.saved())
         return out
 
@@ -318,7 +378,7 @@ class _NormSiLU(torch.autograd.Function):
         return grad_x, *kernel.param_grads(), None, None, None, None
 
 
-def dense_norm_silu(x: torch.Tensor, norm: nn.Module, workspace: Workspace, name: str) -> torch.Tensor:
+def dense_norm_silu(x: torch.Tensor, norm: Norm, workspace: Workspace, name: str) -> torch.Tensor:
     """SiLU(norm(x)) (batch or layer norm); ``name`` labels the caller's output array in ``workspace``."""
     return _NormSiLU.apply(x, norm.weight, norm.bias, norm, workspace, name, _keep(x, norm.weight))
 
@@ -389,7 +449,7 @@ class _GatedEdges(torch.autograd.Function):
             if kernel is not None:
                 kernel.observe(k, block, scratch[:n])
         ctx.workspace, ctx.name, ctx.matmul_dtype = workspace, name, matmul_dtype
-        ctx.training = norm is not None and norm.training
+        ctx.training = kernel is not None and kernel.training
         ctx.kernel = None if kernel is None else type(kernel)
         if kernel is None:
             ctx.save_for_backward(m, w, e, weight, src, dst)
@@ -460,7 +520,7 @@ def gated_edges(
     weight: torch.Tensor,
     src: torch.Tensor,
     dst: torch.Tensor,
-    norm: nn.Module | None,
+    norm: Norm | None,
     workspace: Workspace,
     name: str,
     matmul_dtype: torch.dtype | None = None,

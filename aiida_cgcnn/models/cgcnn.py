@@ -88,6 +88,8 @@ class CGCNN(nn.Module):
         Gaussian distance expansion, Å (reference: 0, 8, 0.2).
     """
 
+    atom_table: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(
         self,
         atom_table: torch.Tensor,

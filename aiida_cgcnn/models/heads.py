@@ -77,6 +77,12 @@ class Head(nn.Module):
         Softplus on the pooled (or per-atom) vector before the extra features join it.
     """
 
+    # buffers (register_buffer), declared: the type checker sees Module attributes as Tensor | Module
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+    extra_mean: torch.Tensor
+    extra_std: torch.Tensor
+
     def __init__(
         self,
         in_features: int,
@@ -143,14 +149,15 @@ class Head(nn.Module):
         extra: torch.Tensor | None = None,
     ) -> HeadOutput:
         size = num_atoms.shape[0]
+        standardised = None  # the extra features, when this model takes them
         if self.extra_features:
             if extra is None or extra.shape[-1] != self.extra_features:
                 raise ValueError(f"this model needs {self.extra_features} extra features per structure")
-            extra = (extra - self.extra_mean) / self.extra_std
+            standardised = (extra - self.extra_mean) / self.extra_std
         if self.per_site:
             x = self.activation_in(atom_vectors)
-            if self.extra_features:
-                x = torch.cat([x, extra.index_select(0, crystal_index)], dim=-1)
+            if standardised is not None:
+                x = torch.cat([x, standardised.index_select(0, crystal_index)], dim=-1)
             site = self._denormalise(self.out(self.hidden(x)))
             if self.pooling == "sum":
                 prediction = scatter_sum(site, crystal_index, size)
@@ -162,6 +169,6 @@ class Head(nn.Module):
         else:
             pooled = scatter_sum(atom_vectors, crystal_index, size)
         pooled = self.activation_in(pooled)
-        if self.extra_features:
-            pooled = torch.cat([pooled, extra], dim=-1)
+        if standardised is not None:
+            pooled = torch.cat([pooled, standardised], dim=-1)
         return HeadOutput(self._denormalise(self.out(self.hidden(pooled))), None, pooled)

@@ -104,6 +104,28 @@ def test_fused_dense_is_the_reference(small_blocks, training, norm):
     assert torch.autograd.gradcheck(lambda x, *_: dense(x, Workspace()), (x, *dense.parameters()))
 
 
+def test_batch_norm_without_running_statistics_normalises_by_the_batch_in_eval_mode(small_blocks):
+    # nn.BatchNorm1d(track_running_stats=False) uses the batch's statistics in eval mode too; the fused
+    # path read its (absent) running statistics instead
+    torch.manual_seed(3)
+    dense = Dense(5, 4).double()
+    dense.norm = torch.nn.BatchNorm1d(4, track_running_stats=False).double()
+    conv = EdgeGatedConv(3, "batch").double()
+    conv.norm_edges = torch.nn.BatchNorm1d(3, track_running_stats=False).double()
+    dense, conv = randomised(dense).eval(), randomised(conv).eval()
+    x = torch.randn(30, 5, dtype=torch.double, requires_grad=True)
+    torch.testing.assert_close(dense(x, Workspace()), dense.reference(x))
+    assert torch.autograd.gradcheck(lambda x, *_: dense(x, Workspace()), (x, *dense.parameters()))
+    src, dst = torch.randint(0, 6, (23,)), torch.randint(0, 6, (23,))
+    h = torch.randn(6, 3, dtype=torch.double, requires_grad=True)
+    e = torch.randn(23, 3, dtype=torch.double, requires_grad=True)
+    for a, b in zip(conv(h, e, src, dst, Workspace()), conv.reference(h, e, src, dst), strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(
+        lambda h, e, *_: tuple(conv(h, e, src, dst, Workspace())), (h, e, *conv.parameters())
+    )
+
+
 def test_batch_norm_running_statistics_are_updated_as_torch_does(small_blocks):
     torch.manual_seed(2)
     dense = Dense(4, 6).double().train()
