@@ -26,6 +26,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -69,10 +70,9 @@ class Condition:
             raise DatasetError(f"--where {self}: the records have no key {self.key!r}")
         left, right = record[self.key], self.value
         try:
-            left, right = float(left), float(right)
+            return bool(_OPERATORS[self.op](float(left), float(right)))
         except (TypeError, ValueError):
-            left = str(left)
-        return bool(_OPERATORS[self.op](left, right))
+            return bool(_OPERATORS[self.op](str(left), right))
 
 
 def parse_condition(text: str) -> Condition:
@@ -173,13 +173,20 @@ def _from_pymatgen_dict(sid: str, data: dict) -> Crystal:
 def _from_arrays(sid: str, record: dict) -> Crystal:
     from pymatgen.core.periodic_table import Element
 
-    lattice = np.asarray(record["lattice"], dtype=np.float64)
+    coordinates = next((k for k in ("frac_coords", "cart_coords", "positions") if k in record), None)
     species = record.get("species", record.get("numbers"))
+    if "lattice" not in record or species is None or coordinates is None:
+        raise InvalidStructureError(
+            sid,
+            f"has a structure with the keys {sorted(record)}",
+            "flat arrays need lattice, species (or numbers) and frac_coords (or cart_coords, positions)",
+        )
+    lattice = np.asarray(record["lattice"], dtype=np.float64)
     numbers = np.array([s if isinstance(s, (int, np.integer)) else Element(str(s)).Z for s in species])
     if "frac_coords" in record:
         frac = np.asarray(record["frac_coords"], dtype=np.float64)
     else:
-        cart = np.asarray(record.get("cart_coords", record.get("positions")), dtype=np.float64)
+        cart = np.asarray(record[coordinates], dtype=np.float64)
         frac = np.linalg.solve(lattice.T, cart.reshape(-1, 3).T).T
     return validate_crystal(
         Crystal(sid, lattice.reshape(3, 3), frac.reshape(-1, 3), numbers.astype(np.int64))
@@ -201,7 +208,9 @@ def _from_text(sid: str, text: str, folder: Path) -> Crystal:
         return read_structure_file(path, sid)
     from pymatgen.core import Structure
 
-    fmt = "cif" if ("_cell_length_a" in stripped or stripped.startswith("data_")) else "poscar"
+    fmt: Literal["cif", "poscar"] = (
+        "cif" if ("_cell_length_a" in stripped or stripped.startswith("data_")) else "poscar"
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

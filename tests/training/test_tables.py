@@ -118,6 +118,24 @@ def test_errors_name_what_to_do(tmp_path):
         read_table(tmp_path / "dup.jsonl", {"U_kJmol": "kJ/mol"})
 
 
+def test_a_nested_structure_without_species_or_coordinates_is_skipped_with_its_reason(tmp_path):
+    # a dict under --structure lacking a key used to end the import with a TypeError/KeyError
+    records = []
+    for record in _flat_records():
+        cell = {k: record.pop(k) for k in ("lattice", "species", "frac_coords")}
+        records.append({**record, "cell": cell})
+    del records[1]["cell"]["species"]
+    del records[2]["cell"]["frac_coords"]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    data, skipped = read_table(
+        tmp_path / "t.jsonl", {"U_kJmol": "kJ/mol"}, structure_key="cell", skip_invalid=True
+    )
+    assert data.ids.tolist() == ["mp-0", "mp-3"]
+    assert [s.id for s in skipped] == ["mp-1", "mp-2"]
+    assert all("need lattice, species (or numbers) and frac_coords" in s.reason for s in skipped)
+    assert "['frac_coords', 'lattice']" in skipped[0].reason
+
+
 def test_the_command_writes_the_dataset_and_lists_what_it_left_out(tmp_path):
     (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in _flat_records()))
     run = cli(
