@@ -164,6 +164,8 @@ class GaussianExpansion(torch.nn.Module):
     With the reference's defaults (0 to 8 Å, step 0.2 Å, width = step) this gives 41 features.
     """
 
+    centers: torch.Tensor  # a buffer (register_buffer), declared for the type checker
+
     def __init__(self, dmin: float = 0.0, dmax: float = 8.0, step: float = 0.2, width: float | None = None):
         super().__init__()
         n = round((dmax - dmin) / step) + 1

@@ -263,7 +263,7 @@ class CrystalDataset:
         handle = tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False)
         try:
             with handle:
-                np.savez(handle, **arrays)
+                np.savez(handle, allow_pickle=False, **arrays)
             os.replace(handle.name, path)
         finally:
             if os.path.exists(handle.name):
