@@ -27,7 +27,14 @@ from .structures import Crystal
 from .training.checkpoint import load_checkpoint
 from .training.dataset import CrystalDataset, Skipped
 
-__all__ = ["Ensemble", "EnsemblePrediction", "OutOfDomainWarning", "primitive_crystal", "read_ensemble_csv"]
+__all__ = [
+    "Ensemble",
+    "EnsemblePrediction",
+    "OutOfDomainWarning",
+    "parse_ensemble_csv",
+    "primitive_crystal",
+    "read_ensemble_csv",
+]
 
 PRIMITIVE_SYMPREC = 1e-3  # Å; tolerant of cells written with few digits
 SIZE_FACTOR = 2.0  # a (primitive) cell more than this factor outside the training sizes is out of domain
@@ -176,13 +183,20 @@ def read_ensemble_csv(path: str | os.PathLike) -> tuple[str, dict[str, str], lis
     """Read what :meth:`EnsemblePrediction.write_csv` wrote: the model label, the unit of every
     column, and one dict per structure (numbers as floats, ``out_of_domain`` as text)."""
     with open(path, newline="") as handle:
-        lines = handle.read().splitlines()
+        return parse_ensemble_csv(handle.read(), source=str(path))
+
+
+def parse_ensemble_csv(
+    text: str, source: str = "the text"
+) -> tuple[str, dict[str, str], list[dict[str, Any]]]:
+    """:func:`read_ensemble_csv` of a CSV's text; ``source`` names it in the error."""
+    lines = text.splitlines()
     model = ""
     if lines and lines[0].startswith("# model: "):
         model, lines = lines[0][len("# model: ") :], lines[1:]
     reader = list(csv.reader(lines))
     if len(reader) < 2 or reader[1][:1] != ["# units"]:
-        raise ValueError(f"{str(path)!r} is not an ensemble predictions CSV (no '# units' row)")
+        raise ValueError(f"{source!r} is not an ensemble predictions CSV (no '# units' row)")
     header, units = reader[0], ["", *reader[1][1:]]
     text = {"id", "formula", "out_of_domain"}
     rows = [
