@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import zipfile
 
 import numpy as np
 import pytest
 
-from aiida_cgcnn.errors import DatasetError
+from aiida_cgcnn.errors import DatasetError, InvalidStructureError
 from aiida_cgcnn.training.dataset import DATASET_FORMAT, CrystalDataset, load_dataset
 from tests.builders import bcc_primitive, cscl, fcc_primitive, rocksalt_conventional, rocksalt_primitive
 
@@ -250,7 +251,6 @@ def test_real_data_readers(shared_data):
     from aiida_cgcnn.training.public_data import (
         read_castelli_perovskites,
         read_matcalc_structures,
-        read_phonondb_thermal,
     )
 
     perovskites, _ = read_castelli_perovskites(
@@ -258,16 +258,9 @@ def test_real_data_readers(shared_data):
     )
     assert len(perovskites) == 10 and set(perovskites.num_atoms.tolist()) == {5}
     assert perovskites.units == ["eV/cell"] and np.isfinite(perovskites.targets).all()
-    elastic, _ = read_matcalc_structures(
-        shared_data / "mp-elasticity" / "mp-binary-pbe-elasticity-2025.1.json.gz",
-        {"bulk_modulus_vrh": "GPa"},
-        id_key="mp_id",
-        transform="log10",
-        limit=20,
-    )
-    assert 0 < len(elastic) <= 20 and elastic.target_names == ["log10_bulk_modulus_vrh"]
-    assert elastic.units == ["log10(GPa)"]
-    assert np.all(elastic.targets < 3)  # log10 of moduli in GPa (below 1000 GPa)
+    # the file's first rows: CdCuN3 (material 18517) and VIrO3 (15400), heat_all not heat_ref
+    assert perovskites.ids[:2].tolist() == ["perovskite-18517", "perovskite-15400"]
+    assert perovskites.targets[:2, 0].tolist() == [2.76, 1.16]
     wbm, _ = read_matcalc_structures(
         shared_data / "wbm" / "wbm-random-pbe52-equilibrium-2025.1.json.gz",
         {"formation_energy_per_atom": "eV/atom"},
@@ -275,6 +268,68 @@ def test_real_data_readers(shared_data):
         limit=20,
     )
     assert len(wbm) == 20 and np.isfinite(wbm.targets).all()
-    phonons, skipped = read_phonondb_thermal(shared_data / "phonondb" / "phonondb-300K.jsonl.gz", limit=20)
-    assert len(phonons) + len(skipped) == 20
-    assert phonons.target_names == ["U", "Cv"] and phonons.targets.shape[1] == 2
+    assert wbm.ids[:3].tolist() == ["wbm-3-38149", "wbm-4-28694", "wbm-1-51327"]
+    assert wbm.targets[:3, 0].tolist() == [-0.291504044, -0.582544729, -0.825679481]
+    assert wbm.num_atoms[:3].tolist() == [10, 5, 4]
+
+
+def test_elastic_moduli_are_log10_of_the_raw_values(shared_data, tmp_path):
+    from aiida_cgcnn.training.public_data import read_matcalc_structures
+
+    path = shared_data / "mp-elasticity" / "mp-binary-pbe-elasticity-2025.1.json.gz"
+    columns = {"bulk_modulus_vrh": "GPa", "shear_modulus_vrh": "GPa"}
+    elastic, skipped = read_matcalc_structures(path, columns, id_key="mp_id", transform="log10", limit=3)
+    assert skipped == [] and elastic.target_names == ["log10_bulk_modulus_vrh", "log10_shear_modulus_vrh"]
+    assert elastic.units == ["log10(GPa)", "log10(GPa)"]
+    # the file's first records, K and G in GPa as Materials Project gives them
+    raw = {"mp-975512": (53.357, 12.164), "mp-867189": (44.905, 22.668), "mp-1039148": (25.36, 14.975)}
+    assert elastic.ids.tolist() == list(raw)
+    np.testing.assert_allclose(elastic.targets, np.log10(list(raw.values())), rtol=1e-14)
+    assert elastic.num_atoms.tolist() == [4, 4, 2]  # InSb3, Pm3Pb, CaMg
+    # a non-positive modulus has no log10: that record is left out and named, the others kept
+    with gzip.open(path, "rt") as handle:
+        records = json.load(handle)[:3]
+    records[1]["shear_modulus_vrh"] = -2.0
+    bad = tmp_path / "bad.json.gz"
+    with gzip.open(bad, "wt") as handle:
+        json.dump(records, handle)
+    kept, skipped = read_matcalc_structures(bad, columns, id_key="mp_id", transform="log10")
+    assert kept.ids.tolist() == ["mp-975512", "mp-1039148"]
+    assert [s.id for s in skipped] == ["mp-867189"] and "non-positive" in skipped[0].reason
+    with pytest.raises(InvalidStructureError, match="mp-867189"):
+        read_matcalc_structures(bad, columns, id_key="mp_id", transform="log10", skip_invalid=False)
+
+
+def test_phonondb_columns_and_the_unstable_filter_on_known_rows(shared_data):
+    from aiida_cgcnn.training.public_data import read_phonondb_thermal
+
+    path = shared_data / "phonondb" / "phonondb-300K.jsonl.gz"
+    phonons, skipped = read_phonondb_thermal(path, limit=23)
+    # the first 23 rows hold four unstable materials (-1.57, -0.71, -1.11 and -2.85 THz; mp-10175 is
+    # KCdF3); mp-10246 (-0.16 THz) and the rows whose lowest frequency is Γ noise (~-1e-8 THz) are kept
+    unstable = ["mp-10070", "mp-10159", "mp-10167", "mp-10175"]
+    assert [s.id for s in skipped] == unstable
+    assert skipped[0].reason == "unstable: lowest frequency -1.57 THz"
+    assert len(phonons) == 19 and phonons.ids[-1] == "mp-10246"
+    assert phonons.target_names == ["U", "Cv"] and phonons.units == ["kJ/mol", "J/(K mol)"]
+    known = {  # the table's rows: U (kJ/mol), Cv (J/(K mol)) per mole of primitive cells
+        "mp-1000": (15.14186380938651, 49.29479409764558),  # BaTe, 2 atoms
+        "mp-10009": (62.35010035863771, 191.4874429304848),  # GaTe, 8 atoms
+        "mp-10159": None,
+    }
+    ids = phonons.ids.tolist()
+    for sid, values in known.items():
+        if values is None:
+            assert sid not in ids
+            continue
+        k = ids.index(sid)
+        assert phonons.targets[k].tolist() == list(values)
+    assert phonons.num_atoms[:2].tolist() == [2, 8]
+    np.testing.assert_array_equal(phonons.numbers[:2], [52, 56])  # Te, Ba in the table's order
+    # other columns, in the order asked
+    other, _ = read_phonondb_thermal(path, limit=1, targets=("F", "S", "Cv"))
+    assert other.target_names == ["F", "S", "Cv"] and other.units == ["kJ/mol", "J/(K mol)", "J/(K mol)"]
+    assert other.targets[0].tolist() == [-16.09622708258582, 104.12696963990777, 49.29479409764558]
+    # a stricter threshold leaves out mp-10246 too
+    strict, skipped = read_phonondb_thermal(path, limit=23, min_freq_thz=-0.1)
+    assert [s.id for s in skipped] == [*unstable, "mp-10246"] and len(strict) == 18
