@@ -185,14 +185,6 @@ class Predictor:
         """Load ``path`` (``weights_only=True``) onto the CPU, then move the model to ``device``."""
         return cls(load_checkpoint(Path(path)), device)
 
-    @classmethod
-    def pretrained(cls, name: str):
-        """The shipped ensemble ``name`` (an :class:`~aiida_cgcnn.ensemble.Ensemble`: mean, calibrated
-        std, domain flag); ``aiida-cgcnn pretrained list`` names them."""
-        from .ensemble import Ensemble
-
-        return Ensemble.pretrained(name)
-
     @property
     def metrics(self) -> dict[str, Any]:
         return dict(self.checkpoint.get("metrics", {}))

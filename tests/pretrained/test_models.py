@@ -14,7 +14,6 @@ from ase.build import bulk
 from aiida_cgcnn.ase import CGCNNCalculator
 from aiida_cgcnn.ensemble import Ensemble, OutOfDomainWarning, primitive_crystal
 from aiida_cgcnn.errors import CheckpointError
-from aiida_cgcnn.predict import Predictor
 from aiida_cgcnn.pretrained import MODELS_DIR, available, card, member_files
 from aiida_cgcnn.pretrained.registry import sha256_file
 from aiida_cgcnn.structures import to_crystal
@@ -60,7 +59,7 @@ def test_an_altered_member_is_refused(tmp_path):
 
 def test_unknown_name_says_what_exists():
     with pytest.raises(ValueError, match="perovskite-formation"):
-        Predictor.pretrained("no-such-model")
+        Ensemble.pretrained("no-such-model")
 
 
 def test_mean_and_std_are_the_members(phonons):
