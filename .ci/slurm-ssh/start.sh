@@ -32,7 +32,8 @@ if ! (munge -n | unmunge) >/dev/null 2>&1; then
 fi
 echo "munged $(cat /run/munge/munged.pid)" >> "$DIR/pids"
 
-# SLURM: one node, this machine, 127.0.0.1 only; whole-minute time limits, enforced every 30 s
+# SLURM: one node, this machine, 127.0.0.1 only; whole-minute time limits, enforced every 30 s;
+# memory limits enforced by polling
 HOST=$(hostname -s)
 NODE=$(slurmd -C | head -n1)
 install -d -m 0755 /etc/slurm /run/slurm /var/log/slurm
@@ -47,11 +48,16 @@ CredType=cred/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+# memory is a consumable resource and jobacct_gather polls it every 2 s: a job over its --mem is killed
+# (OverMemoryKill; this machine has no cgroup delegation for task/cgroup), as on a production cluster
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=2
+JobAcctGatherParams=OverMemoryKill
+DefMemPerCPU=2048
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 ReturnToService=2
 StateSaveLocation=/var/spool/slurmctld

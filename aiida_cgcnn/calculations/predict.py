@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from aiida import orm
 from aiida.common import datastructures
-from aiida.engine import CalcJob
+from aiida.common.folders import Folder
+from aiida.engine import CalcJob, CalcJobProcessSpec
 
 from ..data.dataset import CrystalDatasetData
 from ..data.ensemble import EnsembleData
 from ..data.model import ModelData
+from .remote_cache import (
+    CACHE_LINK,
+    REUSE_OPTION,
+    cache_link_script,
+    cached_dataset_path,
+    define_reuse_option,
+    hashed_metadata,
+    remote_dataset_available,
+)
 
 __all__ = ["ENSEMBLE_FOLDER", "PredictCalculation"]
 
 #: Where an ensemble's card and members go in the remote working directory.
 ENSEMBLE_FOLDER = "ensemble"
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _validate_device(value: orm.Str | None, _ctx: Any) -> str | None:
+    if value is not None and not _DEVICE.fullmatch(value.value):
+        return f"device: {value.value!r} is not auto, cpu, cuda or cuda:N (N the GPU index)"
+    return None
+
+
+def _validate_batch_size(value: orm.Int | None, _ctx: Any) -> str | None:
+    if value is not None and value.value < 1:
+        return f"batch_size: {value.value} structures per batch; give a positive number"
+    return None
 
 
 class PredictCalculation(CalcJob):
@@ -32,7 +58,7 @@ class PredictCalculation(CalcJob):
     """
 
     @classmethod
-    def define(cls, spec):
+    def define(cls, spec: CalcJobProcessSpec) -> None:  # type: ignore[override]
         super().define(spec)
         spec.input(
             "model",
@@ -45,6 +71,7 @@ class PredictCalculation(CalcJob):
             valid_type=orm.Str,
             default=lambda: orm.Str("auto"),
             serializer=orm.to_aiida_type,
+            validator=_validate_device,
             help="auto (GPU when the node has one), cpu, cuda or cuda:N.",
         )
         spec.input(
@@ -52,15 +79,10 @@ class PredictCalculation(CalcJob):
             valid_type=orm.Int,
             default=lambda: orm.Int(256),
             serializer=orm.to_aiida_type,
+            validator=_validate_batch_size,
             help="Structures per batch.",
         )
-        spec.input(
-            "reuse_remote_dataset",
-            valid_type=orm.Bool,
-            default=lambda: orm.Bool(True),
-            serializer=orm.to_aiida_type,
-            help="Use the copy of the dataset left on the computer by an earlier calculation.",
-        )
+        define_reuse_option(spec)
         spec.inputs["metadata"]["options"]["parser_name"].default = "cgcnn.predict"
         spec.inputs["metadata"]["options"]["resources"].default = {
             "num_machines": 1,
@@ -91,19 +113,28 @@ class PredictCalculation(CalcJob):
             required=False,
             help="Ensembles: how many structures lie outside the training domain.",
         )
-        spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The command left no {filename}.")
-        spec.exit_code(310, "ERROR_INVALID_DATASET", message="Invalid input: {message}")
+        # the same numbers as cgcnn.train; none of them is a cache source
+        spec.exit_code(
+            300, "ERROR_MISSING_OUTPUT", invalidates_cache=True, message="The command left no {filename}."
+        )
+        spec.exit_code(
+            310, "ERROR_INVALID_DATASET", invalidates_cache=True, message="Invalid input: {message}"
+        )
         spec.exit_code(
             311,
             "ERROR_REMOTE_DATASET_MISSING",
+            invalidates_cache=True,
             message="The dataset expected in the computer's cache is gone: {message}",
         )
-        spec.exit_code(330, "ERROR_OUT_OF_MEMORY", message="Out of memory: {message}")
-        spec.exit_code(350, "ERROR_COMMAND_FAILED", message="The command failed: {message}")
+        spec.exit_code(330, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
+        spec.exit_code(
+            350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"
+        )
 
-    def prepare_for_submission(self, folder):
-        from .train import REMOTE_CACHE, remote_dataset_available
+    def _setup_metadata(self, metadata: dict[str, Any]) -> None:
+        super()._setup_metadata(hashed_metadata(metadata))
 
+    def prepare_for_submission(self, folder: Folder) -> datastructures.CalcInfo:
         dataset = self.inputs.dataset
         computer = self.inputs.code.computer
         model = self.inputs.model
@@ -113,8 +144,10 @@ class PredictCalculation(CalcJob):
             ]
         else:
             local_copy_list = [(model.uuid, model.filename, "model.pt")]
-        if self.inputs.reuse_remote_dataset.value and remote_dataset_available(dataset, computer):
-            data_path = f"{REMOTE_CACHE}/datasets/{dataset.sha256}.npz"
+        if self.inputs.metadata.options.get(REUSE_OPTION, True) and remote_dataset_available(
+            dataset, computer
+        ):
+            data_path = cached_dataset_path(dataset)
         else:
             local_copy_list.append((dataset.uuid, dataset.filename, "dataset.npz"))
             data_path = "dataset.npz"
@@ -123,7 +156,7 @@ class PredictCalculation(CalcJob):
         code_info.code_uuid = self.inputs.code.uuid
         if isinstance(model, EnsembleData):
             # the pretrained path reads the folder's card; it neither takes --device nor keeps a
-            # dataset copy, so the parser does not mark the dataset as cached
+            # dataset copy (remote_cache does not count its success as one)
             code_info.cmdline_params = [
                 "predict",
                 "--model",
@@ -150,12 +183,13 @@ class PredictCalculation(CalcJob):
                 "--batch-size",
                 str(self.inputs.batch_size.value),
                 "--store-dataset",
-                f"{REMOTE_CACHE}/datasets",
+                f"{CACHE_LINK}/datasets",
             ]
         code_info.stdout_name = "aiida.out"
         code_info.stderr_name = "aiida.err"
         calc_info = datastructures.CalcInfo()
         calc_info.codes_info = [code_info]
+        calc_info.prepend_text = cache_link_script(computer)
         calc_info.local_copy_list = local_copy_list
         calc_info.retrieve_list = [
             "aiida.out",

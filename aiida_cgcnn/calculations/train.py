@@ -3,50 +3,59 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiida import orm
 from aiida.common import datastructures
-from aiida.engine import CalcJob
+from aiida.common.folders import Folder
+from aiida.engine import CalcJob, CalcJobProcessSpec
 
 from ..data.dataset import CrystalDatasetData
 from ..data.model import ModelData
-from .parameters import validate_train_parameters
+from .parameters import PARAMETERS_HELP, validate_train_parameters
+from .remote_cache import (
+    CACHE_LINK,
+    REUSE_OPTION,
+    cache_link_script,
+    cached_dataset_path,
+    define_reuse_option,
+    hashed_metadata,
+    remote_dataset_available,
+)
 
-__all__ = ["TrainCalculation"]
+__all__ = ["OUTPUT_DIR", "TIME_BUDGET_ATTRIBUTE", "TrainCalculation", "time_budget"]
 
-#: Shared per-computer cache, relative to a calculation's folder (``workdir/xx/yy/rest-of-uuid``),
-#: so a dataset uploaded once and its graphs are reused by later calculations on that computer.
-REMOTE_CACHE = "../../../cgcnn-cache"
 OUTPUT_DIR = "run"
+#: Node attribute with the command's time budget (s): part of the hash, unlike ``max_wallclock_seconds``.
+TIME_BUDGET_ATTRIBUTE = "time_budget"
 
 
-def _validate_parameters(value: orm.Dict, _ctx) -> str | None:
+def _validate_parameters(value: orm.Dict | None, _ctx: Any) -> str | None:
     return validate_train_parameters(value.get_dict()) if value is not None else None
 
 
-def _validate_inputs(inputs, _ctx) -> str | None:
+def _validate_inputs(inputs: dict[str, Any], _ctx: Any) -> str | None:
     if "parent_folder" in inputs and "model" in inputs:
         return "give either `parent_folder` (resume) or `model` (fine-tune), not both"
+    parent, code = inputs.get("parent_folder"), inputs.get("code")
+    if parent is not None and code is not None and code.computer is not None:
+        if parent.computer.uuid != code.computer.uuid:
+            return (
+                f"`parent_folder` is on computer {parent.computer.label!r} but the code runs on "
+                f"{code.computer.label!r}: resume on the computer that holds the checkpoint"
+            )
     return None
 
 
-def remote_dataset_available(dataset: CrystalDatasetData, computer: orm.Computer) -> bool:
-    """Whether a finished calculation on ``computer`` already left this dataset file in its cache."""
-    from .predict import PredictCalculation
-
-    query = orm.QueryBuilder()
-    query.append(CrystalDatasetData, filters={"attributes.sha256": dataset.sha256}, tag="dataset")
-    query.append(
-        (TrainCalculation, PredictCalculation),
-        with_incoming="dataset",
-        filters={
-            "dbcomputer_id": computer.pk,
-            "attributes.exit_status": {"in": [0, 400]},
-            "extras.cgcnn_dataset_cached": True,
-        },
-        project="id",
-    )
-    return query.count() > 0
+def time_budget(parameters: dict[str, Any], walltime: float | None) -> tuple[float | None, float | None]:
+    """The command's time budget and margin (s): ``parameters.train``'s, else from the walltime (5 %
+    margin, at least 20 s, at most 300 s); (None, None) without either."""
+    train = parameters.get("train", {})
+    if train.get("time_budget") is not None:
+        return float(train["time_budget"]), train.get("time_margin")
+    if walltime:
+        return float(walltime), float(train.get("time_margin", min(300.0, max(20.0, 0.05 * walltime))))
+    return None, None
 
 
 class TrainCalculation(CalcJob):
@@ -54,11 +63,12 @@ class TrainCalculation(CalcJob):
 
     The time budget is ``metadata.options.max_wallclock_seconds`` (when set): the command stops
     cleanly before it with a checkpoint, and the calculation exits with ``STOPPED_BEFORE_WALLTIME``
-    so that :class:`~aiida_cgcnn.workflows.train.TrainWorkChain` resumes it.
+    so that :class:`~aiida_cgcnn.workflows.train.TrainWorkChain` resumes it. Every exit code but 0
+    invalidates the cache, and the time budget is part of the hash (node attribute ``time_budget``).
     """
 
     @classmethod
-    def define(cls, spec):
+    def define(cls, spec: CalcJobProcessSpec) -> None:  # type: ignore[override]
         super().define(spec)
         spec.input(
             "dataset",
@@ -71,13 +81,13 @@ class TrainCalculation(CalcJob):
             required=False,
             validator=_validate_parameters,
             serializer=orm.to_aiida_type,
-            help="Sections `model`, `train`, `graph` and the flag `skip_invalid`; see the docs.",
+            help=PARAMETERS_HELP,
         )
         spec.input(
             "parent_folder",
             valid_type=orm.RemoteData,
             required=False,
-            help="Folder of an earlier training on the same computer to resume from (its last.pt).",
+            help="Folder of an earlier training on the code's computer to resume from (its last.pt).",
         )
         spec.input(
             "model",
@@ -85,13 +95,7 @@ class TrainCalculation(CalcJob):
             required=False,
             help="A trained model whose weights start this training (fine-tuning).",
         )
-        spec.input(
-            "reuse_remote_dataset",
-            valid_type=orm.Bool,
-            default=lambda: orm.Bool(True),
-            serializer=orm.to_aiida_type,
-            help="Use the copy of the dataset left on the computer by an earlier calculation.",
-        )
+        define_reuse_option(spec)
         spec.inputs.validator = _validate_inputs
         spec.inputs["metadata"]["options"]["parser_name"].default = "cgcnn.train"
         spec.inputs["metadata"]["options"]["resources"].default = {
@@ -111,41 +115,67 @@ class TrainCalculation(CalcJob):
         )
         spec.default_output_node = "metrics"
 
-        spec.exit_code(300, "ERROR_MISSING_OUTPUT", message="The command left no {filename}.")
-        spec.exit_code(310, "ERROR_INVALID_DATASET", message="Invalid input: {message}")
+        # 300-399: the calculation failed; 400-499: it stopped with usable outputs. None is a cache source.
+        spec.exit_code(
+            300, "ERROR_MISSING_OUTPUT", invalidates_cache=True, message="The command left no {filename}."
+        )
+        spec.exit_code(
+            310, "ERROR_INVALID_DATASET", invalidates_cache=True, message="Invalid input: {message}"
+        )
         spec.exit_code(
             311,
             "ERROR_REMOTE_DATASET_MISSING",
+            invalidates_cache=True,
             message="The dataset expected in the computer's cache is gone: {message}",
         )
-        spec.exit_code(320, "ERROR_LOSS_DIVERGED", message="The training loss diverged: {message}")
-        spec.exit_code(330, "ERROR_OUT_OF_MEMORY", message="Out of memory: {message}")
-        spec.exit_code(350, "ERROR_COMMAND_FAILED", message="The command failed: {message}")
+        spec.exit_code(
+            320,
+            "ERROR_LOSS_DIVERGED",
+            invalidates_cache=True,
+            message="The training loss diverged: {message}",
+        )
+        spec.exit_code(330, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
+        spec.exit_code(
+            350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"
+        )
         spec.exit_code(
             400,
             "STOPPED_BEFORE_WALLTIME",
+            invalidates_cache=True,
             message="Stopped before the walltime with a checkpoint saved; resume from it.",
         )
 
-    def prepare_for_submission(self, folder):
+    def _parameters(self) -> dict[str, Any]:
         parameters = self.inputs.parameters.get_dict() if "parameters" in self.inputs else {}
-        parameters = json.loads(json.dumps(parameters))
-        train = parameters.setdefault("train", {})
-        walltime = self.inputs.metadata.options.get("max_wallclock_seconds")
-        if walltime and "time_budget" not in train:
-            train["time_budget"] = float(walltime)
-            train.setdefault("time_margin", float(min(300.0, max(20.0, 0.05 * walltime))))
+        return dict(json.loads(json.dumps(parameters)))
+
+    def _setup_metadata(self, metadata: dict[str, Any]) -> None:
+        # aiida-core leaves max_wallclock_seconds out of the hash; here it sets the time budget, which
+        # changes the result, so the budget goes into the hash as an attribute of its own
+        super()._setup_metadata(hashed_metadata(metadata))
+        budget, _ = time_budget(self._parameters(), self.inputs.metadata.options.get("max_wallclock_seconds"))
+        if budget is not None:
+            self.node.base.attributes.set(TIME_BUDGET_ATTRIBUTE, budget)
+
+    def prepare_for_submission(self, folder: Folder) -> datastructures.CalcInfo:
+        parameters = self._parameters()
+        budget, margin = time_budget(parameters, self.inputs.metadata.options.get("max_wallclock_seconds"))
+        if budget is not None:
+            train = parameters.setdefault("train", {})
+            train["time_budget"] = budget
+            if margin is not None:
+                train["time_margin"] = margin
         nproc = int(parameters.pop("nproc_per_node", 1))
         with folder.open("config.json", "w") as handle:
             json.dump(parameters, handle, indent=2)
 
         dataset = self.inputs.dataset
+        computer = self.inputs.code.computer
         local_copy_list = []
         remote_copy_list = []
-        cached_dataset = f"{REMOTE_CACHE}/datasets/{dataset.sha256}.npz"
-        computer = self.inputs.code.computer
-        if self.inputs.reuse_remote_dataset.value and remote_dataset_available(dataset, computer):
-            data_path = cached_dataset
+        reuse = self.inputs.metadata.options.get(REUSE_OPTION, True)
+        if reuse and remote_dataset_available(dataset, computer):
+            data_path = cached_dataset_path(dataset)
         else:
             local_copy_list.append((dataset.uuid, dataset.filename, "dataset.npz"))
             data_path = "dataset.npz"
@@ -157,9 +187,9 @@ class TrainCalculation(CalcJob):
             "--config",
             "config.json",
             "--cache-dir",
-            f"{REMOTE_CACHE}/graphs",
+            f"{CACHE_LINK}/graphs",
             "--store-dataset",
-            f"{REMOTE_CACHE}/datasets",
+            f"{CACHE_LINK}/datasets",
             "--no-progress",
         ]
         if nproc > 1:
@@ -184,6 +214,7 @@ class TrainCalculation(CalcJob):
 
         calc_info = datastructures.CalcInfo()
         calc_info.codes_info = [code_info]
+        calc_info.prepend_text = cache_link_script(computer)
         calc_info.local_copy_list = local_copy_list
         calc_info.remote_copy_list = remote_copy_list
         calc_info.retrieve_list = [

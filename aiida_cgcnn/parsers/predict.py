@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 from aiida import orm
@@ -10,8 +11,9 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from ..data.ensemble import EnsembleData
+from ..ensemble import parse_ensemble_csv
 from ..predict import parse_predictions_csv
-from .train import _STATUS_TO_EXIT, _tail, read_status
+from .status import STATUS_TO_EXIT, exit_code_of_status, exit_code_without_status, read_status
 
 __all__ = ["PredictParser"]
 
@@ -19,28 +21,20 @@ __all__ = ["PredictParser"]
 class PredictParser(Parser):
     """Turns ``predictions.csv`` into an ``ArrayData`` (``ids``, ``values``) and lists skipped structures."""
 
-    def parse(self, **kwargs) -> ExitCode | None:
+    def parse(self, **kwargs: Any) -> ExitCode | None:
         retrieved = self.retrieved
         exit_codes = self.node.process_class.exit_codes
         status = read_status(retrieved)
         if status is None:
-            if self.node.exit_status:
-                return ExitCode(self.node.exit_status, self.node.exit_message)
-            stderr = _tail(retrieved, "aiida.err")
-            if stderr:
-                return exit_codes.ERROR_COMMAND_FAILED.format(message=stderr)
-            return exit_codes.ERROR_MISSING_OUTPUT.format(filename="status.json")
+            return exit_code_without_status(self.node, retrieved)
+        failure = exit_code_of_status(self.node, status, set(STATUS_TO_EXIT) - {"diverged"})
+        if failure is not None:
+            return failure
         model = self.node.inputs.model
-        if not isinstance(model, EnsembleData):  # the ensemble path keeps no dataset copy
-            self.node.base.extras.set("cgcnn_dataset_cached", True)
-        if status["status"] in _STATUS_TO_EXIT and status["status"] != "diverged":
-            return getattr(exit_codes, _STATUS_TO_EXIT[status["status"]]).format(
-                message=status.get("message", "")
-            )
         try:
-            text = retrieved.get_object_content("predictions.csv")
+            text = str(retrieved.base.repository.get_object_content("predictions.csv", mode="r"))
         except (FileNotFoundError, OSError):
-            return exit_codes.ERROR_MISSING_OUTPUT.format(filename="predictions.csv")
+            return exit_codes.ERROR_MISSING_OUTPUT.format(filename="predictions.csv")  # type: ignore[no-any-return]
         if isinstance(model, EnsembleData):
             self._parse_ensemble(model, text, status)
             return None
@@ -68,23 +62,15 @@ class PredictParser(Parser):
         self.out("predictions", predictions)
         self.out("skipped", orm.Dict({s["id"]: s["reason"] for s in status.get("skipped", [])}))
         try:
-            sites = retrieved.get_object_content("sites.csv", mode="rb")
+            sites = retrieved.base.repository.get_object_content("sites.csv", mode="rb")
             self.out("site_contributions", orm.SinglefileData(io.BytesIO(sites), filename="sites.csv"))
         except (FileNotFoundError, OSError):
             pass
         return None
 
-    def _parse_ensemble(self, model: EnsembleData, text: str, status: dict) -> None:
+    def _parse_ensemble(self, model: EnsembleData, text: str, status: dict[str, Any]) -> None:
         """Mean, calibrated std, per-atom values and out-of-domain flags of an ensemble's CSV."""
-        import tempfile
-
-        from ..ensemble import read_ensemble_csv
-
-        with tempfile.TemporaryDirectory(prefix="cgcnn-parse-") as tmp:
-            path = f"{tmp}/predictions.csv"
-            with open(path, "w") as handle:
-                handle.write(text)
-            _, _, rows = read_ensemble_csv(path)
+        _, _, rows = parse_ensemble_csv(text, source="predictions.csv")
         names, basis = model.targets, model.basis
         n, t = len(rows), len(names)
 

@@ -7,6 +7,7 @@ import io
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from aiida import orm
@@ -14,27 +15,15 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from ..data.model import ModelData
+from .status import STATUS_TO_EXIT, exit_code_of_status, exit_code_without_status, read_status
 
-__all__ = ["TrainParser", "read_status"]
+__all__ = ["TrainParser", "learning_curve_array"]
 
-# retrieved files land at the root of ``retrieved`` (AiiDA keeps base names of retrieve_list entries)
-_STATUS_TO_EXIT = {
-    "invalid_input": "ERROR_INVALID_DATASET",
-    "missing_input": "ERROR_REMOTE_DATASET_MISSING",
-    "diverged": "ERROR_LOSS_DIVERGED",
-    "out_of_memory": "ERROR_OUT_OF_MEMORY",
-    "error": "ERROR_COMMAND_FAILED",
-}
-
-
-def read_status(retrieved: orm.FolderData) -> dict | None:
-    try:
-        return json.loads(retrieved.get_object_content("status.json"))
-    except (FileNotFoundError, OSError, json.JSONDecodeError):
-        return None
+_REQUIRED = ("best.pt", "metrics.json", "learning_curve.csv")
 
 
 def learning_curve_array(text: str) -> orm.ArrayData:
+    """``learning_curve.csv`` as an ``ArrayData`` with one array per column (NaN where empty)."""
     rows = list(csv.DictReader(io.StringIO(text)))
     array = orm.ArrayData()
     for key in rows[0] if rows else []:
@@ -45,53 +34,34 @@ def learning_curve_array(text: str) -> orm.ArrayData:
 class TrainParser(Parser):
     """Turns the retrieved files into ``model``, ``metrics``, ``learning_curve``, ``test_predictions``."""
 
-    def parse(self, **kwargs) -> ExitCode | None:
+    def parse(self, **kwargs: Any) -> ExitCode | None:
         retrieved = self.retrieved
         exit_codes = self.node.process_class.exit_codes
         status = read_status(retrieved)
         if status is None:
-            # killed before it could write a status: the scheduler's verdict (e.g. walltime) comes first
-            scheduler_code = self.node.exit_status
-            if scheduler_code:
-                return ExitCode(scheduler_code, self.node.exit_message)
-            stderr = _tail(retrieved, "aiida.err")
-            if stderr:
-                return exit_codes.ERROR_COMMAND_FAILED.format(message=stderr)
-            return exit_codes.ERROR_MISSING_OUTPUT.format(filename="status.json")
-        self.node.base.extras.set("cgcnn_dataset_cached", True)
-        state = status["status"]
-        if state in _STATUS_TO_EXIT:
-            return getattr(exit_codes, _STATUS_TO_EXIT[state]).format(message=status.get("message", ""))
+            return exit_code_without_status(self.node, retrieved)
+        failure = exit_code_of_status(self.node, status, set(STATUS_TO_EXIT))
+        if failure is not None:
+            return failure
 
-        files = {
-            name: name for name in ("best.pt", "metrics.json", "learning_curve.csv", "test_predictions.csv")
-        }
         listing = set(retrieved.base.repository.list_object_names())
-        for required in ("best.pt", "metrics.json", "learning_curve.csv"):
-            if files[required] not in listing:
-                return exit_codes.ERROR_MISSING_OUTPUT.format(filename=files[required])
+        for required in _REQUIRED:
+            if required not in listing:
+                return exit_codes.ERROR_MISSING_OUTPUT.format(filename=required)  # type: ignore[no-any-return]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.pt"
-            path.write_bytes(retrieved.get_object_content(files["best.pt"], mode="rb"))
+            path.write_bytes(retrieved.base.repository.get_object_content("best.pt", mode="rb"))
             model = ModelData(path)
         self.out("model", model)
-        self.out("metrics", orm.Dict(json.loads(retrieved.get_object_content(files["metrics.json"]))))
-        self.out(
-            "learning_curve", learning_curve_array(retrieved.get_object_content(files["learning_curve.csv"]))
-        )
-        if files["test_predictions.csv"] in listing:
-            content = retrieved.get_object_content(files["test_predictions.csv"], mode="rb")
+        metrics = json.loads(retrieved.base.repository.get_object_content("metrics.json", mode="r"))
+        self.out("metrics", orm.Dict(metrics))
+        curve = retrieved.base.repository.get_object_content("learning_curve.csv", mode="r")
+        self.out("learning_curve", learning_curve_array(str(curve)))
+        if "test_predictions.csv" in listing:
+            content = retrieved.base.repository.get_object_content("test_predictions.csv", mode="rb")
             self.out(
                 "test_predictions", orm.SinglefileData(io.BytesIO(content), filename="test_predictions.csv")
             )
-        if state == "time_budget":
-            return exit_codes.STOPPED_BEFORE_WALLTIME
+        if status["status"] == "time_budget":
+            return exit_codes.STOPPED_BEFORE_WALLTIME  # type: ignore[no-any-return]
         return None
-
-
-def _tail(retrieved: orm.FolderData, name: str, lines: int = 5) -> str:
-    try:
-        text = retrieved.get_object_content(name)
-    except (FileNotFoundError, OSError):
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])

@@ -1,0 +1,121 @@
+"""The per-computer cache of dataset files and graphs that ``cgcnn.train`` and ``cgcnn.predict`` share.
+
+The cache directory is the computer property ``cgcnn_remote_cache`` (``{username}`` is replaced by the
+remote user, as in the computer's work directory); by default it is ``<workdir>/cgcnn-cache``, the
+directory earlier versions used. A job links it into its working directory as ``cgcnn-cache``.
+
+Whether a dataset file is in the cache is decided by the latest finished calculation on that computer
+for that dataset whose outcome says so: one that stored or read it says it is there, one that found it
+missing says it is not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida import orm
+
+from ..data.dataset import CrystalDatasetData
+from ..data.model import ModelData
+
+__all__ = [
+    "CACHE_LINK",
+    "CACHE_PROPERTY",
+    "REUSE_OPTION",
+    "cache_link_script",
+    "cached_dataset_path",
+    "define_reuse_option",
+    "hashed_metadata",
+    "remote_cache_directory",
+    "remote_dataset_available",
+]
+
+#: Computer property with the cache directory.
+CACHE_PROPERTY = "cgcnn_remote_cache"
+#: Name of the link to the cache directory in a job's working directory.
+CACHE_LINK = "cgcnn-cache"
+
+_TRAIN = "aiida.calculations:cgcnn.train"
+_PREDICT = "aiida.calculations:cgcnn.predict"
+# exit statuses after which the command had stored (or read) the dataset file in the cache; an ensemble
+# prediction does not store it, so its success says nothing (its 311 still says the file is gone)
+_STORED = {_TRAIN: {0, 320, 330, 400}, _PREDICT: {0, 330}}
+_MISSING = 311
+
+
+def remote_cache_directory(computer: orm.Computer) -> str:
+    """The cache directory on ``computer`` (may contain ``{username}``)."""
+    configured = computer.get_property(CACHE_PROPERTY, None)
+    if configured:
+        return str(configured)
+    return f"{computer.get_workdir().rstrip('/')}/cgcnn-cache"
+
+
+def _double_quoted(path: str) -> str:
+    """``path`` for bash inside double quotes, with ``{username}`` as ``$(whoami)``, as AiiDA fills it."""
+    parts = []
+    for piece in path.split("{username}"):
+        for char in '\\"$`':
+            piece = piece.replace(char, f"\\{char}")
+        parts.append(piece)
+    return '"' + "$(whoami)".join(parts) + '"'
+
+
+def cache_link_script(computer: orm.Computer) -> str:
+    """Job script lines that create the cache directory and link it into the working directory."""
+    directory = _double_quoted(remote_cache_directory(computer))
+    return f"mkdir -p {directory} && ln -sfn {directory} {CACHE_LINK}"
+
+
+def cached_dataset_path(dataset: CrystalDatasetData) -> str:
+    """Where the job finds the cached copy of ``dataset``, relative to its working directory."""
+    return f"{CACHE_LINK}/datasets/{dataset.sha256}.npz"
+
+
+def remote_dataset_available(dataset: CrystalDatasetData, computer: orm.Computer) -> bool:
+    """Whether the latest calculation that can tell says ``dataset``'s file is in ``computer``'s cache."""
+    query = orm.QueryBuilder()
+    query.append(CrystalDatasetData, filters={"attributes.sha256": dataset.sha256}, tag="dataset")
+    query.append(
+        orm.CalcJobNode,
+        with_incoming="dataset",
+        edge_filters={"label": "dataset"},
+        filters={
+            "dbcomputer_id": computer.pk,
+            "process_type": {"in": [_TRAIN, _PREDICT]},
+            "attributes.exit_status": {"in": sorted({_MISSING, *_STORED[_TRAIN], *_STORED[_PREDICT]})},
+        },
+        project=["*", "process_type", "attributes.exit_status"],
+    )
+    query.order_by({orm.CalcJobNode: {"ctime": "desc"}})
+    for node, process_type, exit_status in query.iterall():
+        if exit_status == _MISSING:
+            return False
+        if exit_status in _STORED[process_type]:
+            if process_type == _PREDICT and not isinstance(node.inputs.model, ModelData):
+                continue
+            return True
+    return False
+
+
+#: ``metadata.options`` switch: read the cached dataset file instead of uploading it.
+REUSE_OPTION = "reuse_remote_dataset"
+
+
+def define_reuse_option(spec: Any) -> None:
+    """Declare the ``metadata.options.reuse_remote_dataset`` switch on a CalcJob's ``spec``."""
+    spec.input(
+        f"metadata.options.{REUSE_OPTION}",
+        valid_type=bool,
+        default=True,
+        help="Read the copy of the dataset that an earlier calculation left in the computer's cache "
+        "instead of uploading it (when that calculation says it is there). A run-time switch: it is not "
+        "part of the calculation's hash.",
+    )
+
+
+def hashed_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` without the run-time switches that must not enter the hash; AiiDA still records them
+    with the node's ``metadata_inputs`` (outside the hash), so ``get_builder_restart`` keeps them."""
+    options = {k: v for k, v in dict(metadata.get("options", {})).items() if k != REUSE_OPTION}
+    return {**metadata, "options": options}

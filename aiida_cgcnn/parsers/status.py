@@ -1,0 +1,73 @@
+"""The command's side of the parser contract: ``status.json`` to an exit code, shared by the parsers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiida import orm
+from aiida.engine import ExitCode
+
+__all__ = ["STATUS_TO_EXIT", "exit_code_of_status", "exit_code_without_status", "read_status", "tail"]
+
+#: ``status`` of ``status.json`` -> exit code label (``completed`` and ``time_budget`` are no failures)
+STATUS_TO_EXIT = {
+    "invalid_input": "ERROR_INVALID_DATASET",
+    "missing_input": "ERROR_REMOTE_DATASET_MISSING",
+    "diverged": "ERROR_LOSS_DIVERGED",
+    "out_of_memory": "ERROR_OUT_OF_MEMORY",
+    "error": "ERROR_COMMAND_FAILED",
+}
+TRACEBACK_LINES = 5
+
+
+def read_status(retrieved: orm.FolderData) -> dict[str, Any] | None:
+    """The command's ``status.json`` (retrieved files land at the root of ``retrieved``), None if absent."""
+    try:
+        status = json.loads(retrieved.base.repository.get_object_content("status.json", mode="r"))
+    except (FileNotFoundError, OSError, json.JSONDecodeError):
+        return None
+    return status if isinstance(status, dict) and "status" in status else None
+
+
+def tail(retrieved: orm.FolderData, name: str, lines: int = TRACEBACK_LINES) -> str:
+    """The last ``lines`` lines of the retrieved file ``name``, empty if it is missing."""
+    try:
+        text = retrieved.base.repository.get_object_content(name, mode="r")
+    except (FileNotFoundError, OSError):
+        return ""
+    return "\n".join(str(text).strip().splitlines()[-lines:])
+
+
+def _failure_message(status: dict[str, Any]) -> str:
+    """The status's message, and for an unexpected error the end of its traceback."""
+    message = str(status.get("message", ""))
+    trace = status.get("traceback")
+    if isinstance(trace, list):
+        trace = "".join(str(line) for line in trace)
+    if trace:
+        end = "\n".join(str(trace).strip().splitlines()[-TRACEBACK_LINES:])
+        message = f"{message}\n{end}" if message and message not in end else end
+    return message
+
+
+def exit_code_of_status(
+    process: orm.CalcJobNode, status: dict[str, Any], allowed: set[str]
+) -> ExitCode | None:
+    """The exit code for a failure ``status`` of the command (those in ``allowed``), None otherwise."""
+    state = status.get("status")
+    if state not in STATUS_TO_EXIT or state not in allowed:
+        return None
+    exit_codes = process.process_class.exit_codes
+    return getattr(exit_codes, STATUS_TO_EXIT[state]).format(message=_failure_message(status))  # type: ignore[no-any-return]
+
+
+def exit_code_without_status(process: orm.CalcJobNode, retrieved: orm.FolderData) -> ExitCode:
+    """No ``status.json``: the scheduler's verdict (e.g. a walltime kill) comes first, then stderr."""
+    if process.exit_status:
+        return ExitCode(process.exit_status, process.exit_message)
+    exit_codes = process.process_class.exit_codes
+    stderr = tail(retrieved, "aiida.err")
+    if stderr:
+        return exit_codes.ERROR_COMMAND_FAILED.format(message=stderr)  # type: ignore[no-any-return]
+    return exit_codes.ERROR_MISSING_OUTPUT.format(filename="status.json")  # type: ignore[no-any-return]
