@@ -14,6 +14,7 @@ Exit codes (also written to ``status.json`` in the output directory, for parsers
 == ====================================================================
 """
 
-from .main import EXIT_CODES, main
+from .common import EXIT_CODES
+from .main import main
 
 __all__ = ["EXIT_CODES", "main"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .main import _guarded, _write_skipped, _write_status
+from .common import checked, guarded, write_skipped, write_status
 
 __all__ = ["baseline", "descriptors", "importance", "probe"]
 
@@ -51,7 +51,7 @@ _NAMES_HELP = (
 @click.option(
     "--skip-invalid", is_flag=True, help="Leave out structures whose descriptors fail, and list them."
 )
-@_guarded("output")
+@guarded("output")
 def descriptors(
     data: Path,
     output: Path,
@@ -64,7 +64,7 @@ def descriptors(
 ) -> None:
     """Compute the hybridization paper's descriptors for DATA (a dataset file or a CGCNN-style
     directory), in parallel, and store them with the dataset in OUTPUT."""
-    from ..descriptors.definitions import CRYSTAL_SYSTEMS, DescriptorSettings
+    from ..descriptors.definitions import CRYSTAL_SYSTEMS, DescriptorSettings, resolve_names
     from ..descriptors.hybrid import (
         attach_descriptors,
         attach_features,
@@ -73,6 +73,8 @@ def descriptors(
     )
     from ..training.dataset import load_dataset
 
+    if names.strip().lower() != "none":
+        checked("--names", resolve_names, names)
     dataset_, skipped = load_dataset(data, skip_invalid=skip_invalid, require_targets=False)
     if names.strip().lower() == "none":
         dataset_ = drop_features(dataset_)
@@ -101,9 +103,9 @@ def descriptors(
                         row.append(repr(float(dataset_.features[k, columns.index(name)])))
                 writer.writerow([sid, *row])
     if skipped:
-        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        write_skipped(output.with_suffix(".skipped.txt"), skipped)
         click.echo(f"Skipped {len(skipped)} structure(s): see {output.with_suffix('.skipped.txt')}")
-    _write_status(
+    write_status(
         output.parent,
         "completed",
         f"descriptors of {len(dataset_)} structures",
@@ -136,7 +138,7 @@ def descriptors(
 @click.option("--n-estimators", type=int, default=500, show_default=True)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Processes for the forest.")
 @click.option("--workers", type=int, help="Processes for descriptors not stored in DATA.")
-@_guarded("output_dir")
+@guarded("output_dir")
 def baseline(
     data: Path,
     output_dir: Path,
@@ -151,16 +153,18 @@ def baseline(
     """The descriptors-only baseline: a random forest on the descriptors of DATA, same split and
     metrics as train (metrics.json, test_predictions.csv in OUTPUT_DIR)."""
     from ..descriptors.baseline import random_forest_baseline, split_from_checkpoint
+    from ..descriptors.definitions import resolve_names
     from ..descriptors.hybrid import attach_descriptors
     from ..training.dataset import load_dataset
 
+    checked("--descriptors", resolve_names, names)
     dataset_, _ = load_dataset(data)
     dataset_, skipped = attach_descriptors(dataset_, names, workers=workers)
     split_ = split_from_checkpoint(split_from, dataset_) if split_from else None
     result = random_forest_baseline(
         dataset_, split_, *split, seed=seed, n_estimators=n_estimators, n_jobs=jobs, output_dir=output_dir
     )
-    _write_status(output_dir, "completed", "random forest fitted", skipped=[asdict(s) for s in skipped])
+    write_status(output_dir, "completed", "random forest fitted", skipped=[asdict(s) for s in skipped])
     test = result.metrics.get("test", {})
     for target, metrics in test.get("per_target", {"": test}).items():
         click.echo(
@@ -196,7 +200,7 @@ def baseline(
 @click.option("--limit", type=int, help="Use only the first LIMIT structures of DATA.")
 @click.option("--workers", type=int, help="Processes for descriptors and graphs.")
 @click.option("--device", default="auto", show_default=True)
-@_guarded("output_dir")
+@guarded("output_dir")
 def probe(
     data: Path,
     output_dir: Path,
@@ -216,9 +220,11 @@ def probe(
     per descriptor (probe.csv, probe.json, probe.png in OUTPUT_DIR)."""
     import numpy as np
 
+    from ..descriptors.definitions import resolve_names
     from ..descriptors.probe import learnability_probe
     from ..training.dataset import load_dataset
 
+    checked("--descriptors", resolve_names, names)
     dataset_, _ = load_dataset(data, require_targets=False)
     if limit is not None:
         dataset_ = dataset_.subset(np.arange(min(limit, len(dataset_))))
@@ -239,7 +245,7 @@ def probe(
         workers=workers,
         device=device,
     )
-    _write_status(output_dir, "completed", f"probed {len(result.rows)} descriptors")
+    write_status(output_dir, "completed", f"probed {len(result.rows)} descriptors")
     for row in result.rows:
         click.echo(f"{row['descriptor']:24s} {row['kind']:6s} R2 {row['r2']:7.3f}")
     if result.crys_sys_accuracy is not None:
@@ -256,7 +262,7 @@ def probe(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Processes for the forest.")
 @click.option("--workers", type=int)
-@_guarded("output_dir")
+@guarded("output_dir")
 def importance(
     checkpoint: Path,
     data: Path,
@@ -273,6 +279,6 @@ def importance(
 
     dataset_, _ = load_dataset(data)
     result = hybrid_feature_importance(checkpoint, dataset_, output_dir, n_estimators, seed, workers, jobs)
-    _write_status(output_dir, "completed", "feature importance computed")
+    write_status(output_dir, "completed", "feature importance computed")
     for target, share in result.descriptor_share.items():
         click.echo(f"{target}: descriptors carry {share:.1%} of the importance")

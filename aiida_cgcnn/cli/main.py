@@ -2,74 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-__all__ = ["EXIT_CODES", "main"]
+from .common import EXIT_CODES, checked, guarded, write_skipped, write_status
 
-EXIT_CODES = {
-    "completed": 0,
-    "error": 1,
-    "usage": 2,
-    "time_budget": 3,
-    "invalid_input": 4,
-    "diverged": 5,
-    "out_of_memory": 6,
-    "missing_input": 7,
-}
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
-
-
-def _write_status(output_dir: Path | None, status: str, message: str = "", **extra: Any) -> None:
-    if output_dir is None:
-        return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"status": status, "exit_code": EXIT_CODES[status], "message": message, **extra}
-    (output_dir / "status.json").write_text(json.dumps(payload, indent=2))
-
-
-def _guarded(output_option: str):
-    """Map the core's errors to exit codes and ``status.json``, with a one-paragraph message."""
-
-    def decorator(function):
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            from ..errors import CheckpointError, DatasetError, DatasetNotFoundError, InvalidStructureError
-            from ..training.trainer import LossDivergedError
-
-            target = kwargs.get(output_option)
-            output_dir = Path(target) if target is not None else None
-            if output_dir is not None and output_dir.suffix:  # a file path: status beside it
-                output_dir = output_dir.parent
-            try:
-                return function(*args, **kwargs)
-            except DatasetNotFoundError as error:
-                status, message = "missing_input", str(error)
-            except (DatasetError, InvalidStructureError, CheckpointError, ValueError) as error:
-                status, message = "invalid_input", str(error)
-            except LossDivergedError as error:
-                status, message = "diverged", str(error)
-            except MemoryError as error:
-                status, message = "out_of_memory", f"out of host memory ({error}); lower the batch size"
-            except RuntimeError as error:
-                if not any(m in str(error).lower() for m in _OOM_MESSAGES):
-                    raise
-                status, message = "out_of_memory", f"out of memory ({error}); lower the batch size"
-            _write_status(output_dir, status, message)
-            click.echo(f"Error [{status}]: {message}", err=True)
-            sys.exit(EXIT_CODES[status])
-
-        return wrapper
-
-    return decorator
+__all__ = ["EXIT_CODES", "cli", "main"]
 
 
 def _store_copy(path: Path, directory: Path) -> Path:
@@ -124,10 +69,6 @@ def _file_ids(paths) -> list[str]:
     return [str(p) for p in paths]
 
 
-def _write_skipped(path: Path, skipped) -> None:
-    path.write_text("".join(f"{s.id}\t{s.reason}\n" for s in skipped))
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="aiida-cgcnn")
 def cli() -> None:
@@ -150,7 +91,7 @@ def dataset() -> None:
 @click.option("--unit", "units", multiple=True, help="Unit of each target column.")
 @click.option("--task", type=click.Choice(["regression", "classification"]), default="regression")
 @click.option("--skip-invalid", is_flag=True, help="Leave invalid structures out and list them.")
-@_guarded("output")
+@guarded("output")
 def dataset_create(source: Path, output: Path, target_names, units, task, skip_invalid) -> None:
     """Create a dataset file from a CGCNN/ALIGNN data directory (id_prop.csv + structure files)."""
     from ..training.dataset import CrystalDataset
@@ -160,7 +101,7 @@ def dataset_create(source: Path, output: Path, target_names, units, task, skip_i
     )
     data.save(output)
     if skipped:
-        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        write_skipped(output.with_suffix(".skipped.txt"), skipped)
         click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
     click.echo(f"Wrote {len(data)} structures to {output}")
 
@@ -204,7 +145,7 @@ def _target_option(text: str) -> tuple[str, str]:
 )
 @click.option("--limit", type=int, help="Read only the first LIMIT records.")
 @click.option("--skip-invalid", is_flag=True, help="Leave invalid structures out and list them.")
-@_guarded("output")
+@guarded("output")
 def dataset_import(
     table: Path,
     output: Path,
@@ -245,14 +186,14 @@ def dataset_import(
     if filtered:
         click.echo(f"Left out {filtered} record(s) by --where {' '.join(where)}")
     if skipped:
-        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        write_skipped(output.with_suffix(".skipped.txt"), skipped)
         click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
     click.echo(f"Wrote {len(data)} structures to {output}")
 
 
 @dataset.command("info")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@_guarded("path")
+@guarded("path")
 def dataset_info(path: Path) -> None:
     """Print a dataset file's header as JSON."""
     from ..training.dataset import CrystalDataset
@@ -262,15 +203,206 @@ def dataset_info(path: Path) -> None:
 
 # --- train --------------------------------------------------------------------------------------
 
+_CONFIG_SECTIONS = ("model", "train", "graph", "skip_invalid", "atom_properties", "descriptors")
+
 
 def _load_config(path: Path | None) -> dict[str, Any]:
+    from ..errors import ConfigError
+
     if path is None:
         return {}
-    config = json.loads(path.read_text())
-    unknown = set(config) - {"model", "train", "graph", "skip_invalid", "atom_properties", "descriptors"}
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}); see docs/cli.md for the format") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a JSON object with the sections {list(_CONFIG_SECTIONS)}")
+    unknown = set(config) - set(_CONFIG_SECTIONS)
     if unknown:
-        raise ValueError(f"unknown sections {sorted(unknown)} in {path}; use model, train, graph")
+        raise ConfigError(f"unknown sections {sorted(unknown)} in {path}; use {', '.join(_CONFIG_SECTIONS)}")
     return config
+
+
+@dataclass
+class _TrainOptions:
+    """The ``train`` command's options, as click passes them."""
+
+    config_path: Path | None = None
+    preset_name: str | None = None
+    architecture: str | None = None
+    pooling: str | None = None
+    conv: str | None = None
+    precision: str | None = None
+    task: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    scheduler: str | None = None
+    loss: str | None = None
+    loss_per_atom: bool | None = None
+    max_edges: int | None = None
+    patience: int | None = None
+    seed: int | None = None
+    split: tuple[float, float, float] | None = None
+    time_budget: float | None = None
+    time_margin: float | None = None
+    max_radius: float | None = None
+    resume: Path | None = None
+    init_from: Path | None = None
+    skip_invalid: bool = False
+    cache_dir: Path | None = None
+    store_dataset: Path | None = None
+    workers: int | None = None
+    device: str = "auto"
+    progress: bool | None = None
+    nproc_per_node: int = 1
+    descriptor_spec: str | None = None
+
+
+@dataclass
+class _TrainSettings:
+    """What the trainer gets: a preset, then the config file, then the options, each overriding."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    graph: dict[str, Any] = field(default_factory=dict)
+    atom_properties: list[str] | None = None
+    descriptors: str | None = None
+    skip_invalid: bool = False
+
+
+def _train_settings(options: _TrainOptions) -> _TrainSettings:
+    """Merge the preset, the ``--config`` file and the options into the trainer's settings."""
+    config = _load_config(options.config_path)
+    recipe: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    if options.preset_name is not None:
+        from ..training.presets import preset
+
+        recipe = preset(options.preset_name)
+    settings = _TrainSettings(
+        model={**recipe["model"], **config.get("model", {})},
+        train={**recipe["train"], **config.get("train", {})},
+        graph=dict(config.get("graph", {})),
+        atom_properties=config.get("atom_properties"),
+        descriptors=options.descriptor_spec or config.get("descriptors"),
+        skip_invalid=options.skip_invalid or bool(config.get("skip_invalid", False)),
+    )
+    architecture = options.architecture
+    if architecture == "de-alignn":  # ALIGNN + descriptors: the hybrid is the dataset's features
+        architecture = "alignn"
+        settings.descriptors = settings.descriptors or "all"
+    model_options = {
+        "architecture": architecture,
+        "pooling": options.pooling,
+        "conv": options.conv,
+        "precision": options.precision,
+    }
+    settings.model.update({k: v for k, v in model_options.items() if v is not None})
+    train_options = {
+        "epochs": options.epochs,
+        "batch_size": options.batch_size,
+        "lr": options.lr,
+        "optimizer": options.optimizer,
+        "scheduler": options.scheduler,
+        "patience": options.patience,
+        "seed": options.seed,
+        "time_budget": options.time_budget,
+        "time_margin": options.time_margin,
+        "loss": options.loss,
+        "loss_per_atom": options.loss_per_atom,
+        "max_edges_per_batch": options.max_edges,
+    }
+    settings.train.update({k: v for k, v in train_options.items() if v is not None})
+    if options.split is not None:
+        settings.train.update(
+            dict(zip(("train_ratio", "val_ratio", "test_ratio"), options.split, strict=True))
+        )
+    if options.max_radius is not None:
+        settings.graph["max_radius"] = options.max_radius
+    if settings.descriptors and settings.descriptors.strip().lower() != "none":
+        from ..descriptors.definitions import resolve_names
+
+        checked("--descriptors", resolve_names, settings.descriptors)
+    return settings
+
+
+def _training_data(data: Path, settings: _TrainSettings, options: _TrainOptions):
+    """The dataset with its selected features, and the structures left out while reading it."""
+    from ..training.dataset import load_dataset
+
+    dataset_, skipped = load_dataset(
+        data, skip_invalid=settings.skip_invalid, task=options.task or "regression"
+    )
+    if settings.descriptors:
+        from ..descriptors.hybrid import select_features
+
+        dataset_, more = select_features(
+            dataset_, settings.descriptors, skip_invalid=settings.skip_invalid, workers=options.workers
+        )
+        skipped = skipped + more
+    if options.store_dataset is not None and data.suffix == ".npz":
+        _store_copy(data, options.store_dataset)
+    return dataset_, skipped
+
+
+def _fit(dataset_, skipped, output_dir: Path, settings: _TrainSettings, options: _TrainOptions):
+    """Train; the trainer and its result."""
+    from ..graph.crystal_graph import GraphSettings
+    from ..training.trainer import Trainer
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(
+        dataset_,
+        output_dir,
+        model_config=settings.model,
+        train_config=settings.train,
+        # none given: a resumed run keeps its checkpoint's graphs
+        graph_settings=GraphSettings.from_dict(settings.graph) if settings.graph else None,
+        skip_invalid=settings.skip_invalid,
+        cache_dir=options.cache_dir if options.cache_dir is not None else output_dir.parent / ".graph-cache",
+        workers=options.workers,
+        device=options.device,
+        resume=options.resume,
+        init_from=options.init_from,
+        progress=options.progress,
+        atom_properties=settings.atom_properties,
+        skipped=skipped,
+    )
+    try:
+        return trainer, trainer.fit()
+    finally:
+        import torch.distributed
+
+        if torch.distributed.is_initialized():  # live gloo/NCCL threads abort the process at exit
+            torch.distributed.destroy_process_group()
+
+
+def _report_training(output_dir: Path, result) -> None:
+    """skipped.txt, status.json and a one-line summary; exit 3 when the time budget stopped training."""
+    write_skipped(output_dir / "skipped.txt", result.skipped)
+    status = "time_budget" if result.stopped_reason == "time_budget" else "completed"
+    message = {
+        "completed": f"trained {result.epochs_run} epochs",
+        "early_stopping": f"stopped early after {result.epochs_run} epochs",
+        "time_budget": "stopped before the time budget ran out; resume with --resume last.pt",
+    }[result.stopped_reason]
+    write_status(
+        output_dir,
+        status,
+        message,
+        stopped_reason=result.stopped_reason,
+        skipped=[asdict(s) for s in result.skipped],
+    )
+    test = result.metrics.get("test", {})
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if isinstance(v, float))
+    for target, metrics in test.get("per_target", {}).items():
+        summary += f"; {target}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+    click.echo(
+        f"{message}; best checkpoint {result.best_checkpoint}" + (f"; test {summary}" if summary else "")
+    )
+    if status != "completed":
+        sys.exit(EXIT_CODES[status])
 
 
 @cli.command()
@@ -311,7 +443,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     default=None,
     help="For data directories [regression].",
 )
-@click.option("--epochs", type=int)
+@click.option("--epochs", type=int, help="Epochs in all; with --resume, more than done continues the run.")
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]))
@@ -339,7 +471,12 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 @click.option(
     "--max-radius", type=float, help="Widen the neighbour search up to this radius for isolated atoms."
 )
-@click.option("--resume", type=click.Path(exists=True, path_type=Path), help="Continue from a last.pt.")
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, path_type=Path),
+    help="Continue from a last.pt: a stopped run, or a finished one for more --epochs (also --patience, "
+    "--time-budget, --time-margin may change; other settings must match the checkpoint's).",
+)
 @click.option(
     "--init-from", type=click.Path(exists=True, path_type=Path), help="Fine-tune from a checkpoint."
 )
@@ -369,151 +506,18 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     "kept from DATA when stored there, computed otherwise; 'none' ignores DATA's features "
     "[DATA's features as they are].",
 )
-@_guarded("output_dir")
-def train(
-    data: Path,
-    output_dir: Path,
-    config_path: Path | None,
-    architecture,
-    pooling,
-    conv,
-    task,
-    epochs,
-    batch_size,
-    lr,
-    optimizer,
-    scheduler,
-    patience,
-    seed,
-    split,
-    time_budget,
-    time_margin,
-    max_radius,
-    resume,
-    init_from,
-    skip_invalid,
-    cache_dir,
-    store_dataset,
-    workers,
-    device,
-    progress,
-    descriptor_spec,
-    nproc_per_node=1,
-    preset_name=None,
-    loss=None,
-    loss_per_atom=None,
-    max_edges=None,
-    precision=None,
-) -> None:
+@guarded("output_dir")
+def train(data: Path, output_dir: Path, **given: Any) -> None:
     """Train a model on DATA (a dataset file or a CGCNN-style directory); write checkpoints,
     metrics.json, learning_curve.csv and test_predictions.csv to OUTPUT_DIR."""
-    if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
-        sys.exit(_relaunch_distributed(nproc_per_node))
-    from ..graph.crystal_graph import GraphSettings
-    from ..training.dataset import load_dataset
-    from ..training.trainer import Trainer
-
-    config = _load_config(config_path)
-    recipe = {"model": {}, "train": {}}
-    if preset_name is not None:
-        from ..training.presets import preset
-
-        recipe = preset(preset_name)
-    model_config = {**recipe["model"], **config.get("model", {})}
-    train_config = {**recipe["train"], **config.get("train", {})}
-    if architecture == "de-alignn":  # ALIGNN + descriptors: the hybrid is the dataset's features
-        architecture = "alignn"
-        descriptor_spec = descriptor_spec or config.get("descriptors") or "all"
-    graph_config = dict(config.get("graph", {}))
-    settings = (
-        ("architecture", architecture),
-        ("pooling", pooling),
-        ("conv", conv),
-        ("precision", precision),
-    )
-    for key, value in settings:
-        if value is not None:
-            model_config[key] = value
-    overrides = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "scheduler": scheduler,
-        "patience": patience,
-        "seed": seed,
-        "time_budget": time_budget,
-        "time_margin": time_margin,
-        "loss": loss,
-        "loss_per_atom": loss_per_atom,
-        "max_edges_per_batch": max_edges,
-    }
-    train_config.update({k: v for k, v in overrides.items() if v is not None})
-    if split is not None:
-        train_config.update(dict(zip(("train_ratio", "val_ratio", "test_ratio"), split, strict=True)))
-    if max_radius is not None:
-        graph_config["max_radius"] = max_radius
-    skip_invalid = skip_invalid or bool(config.get("skip_invalid", False))
-    dataset_, skipped = load_dataset(data, skip_invalid=skip_invalid, task=task or "regression")
-    descriptor_spec = descriptor_spec or config.get("descriptors")
-    if descriptor_spec:
-        from ..descriptors.hybrid import select_features
-
-        dataset_, more = select_features(
-            dataset_, descriptor_spec, skip_invalid=skip_invalid, workers=workers
-        )
-        skipped = skipped + more
-    if store_dataset is not None and data.suffix == ".npz":
-        _store_copy(data, store_dataset)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(
-        dataset_,
-        output_dir,
-        model_config=model_config,
-        train_config=train_config,
-        graph_settings=GraphSettings.from_dict(graph_config),
-        skip_invalid=skip_invalid,
-        cache_dir=cache_dir if cache_dir is not None else output_dir.parent / ".graph-cache",
-        workers=workers,
-        device=device,
-        resume=resume,
-        init_from=init_from,
-        progress=progress,
-        atom_properties=config.get("atom_properties"),
-        skipped=skipped,
-    )
-    try:
-        result = trainer.fit()
-    finally:
-        import torch.distributed
-
-        if torch.distributed.is_initialized():  # live gloo/NCCL threads abort the process at exit
-            torch.distributed.destroy_process_group()
-    if trainer.rank != 0:
-        return
-    _write_skipped(output_dir / "skipped.txt", result.skipped)
-    status = "time_budget" if result.stopped_reason == "time_budget" else "completed"
-    message = {
-        "completed": f"trained {result.epochs_run} epochs",
-        "early_stopping": f"stopped early after {result.epochs_run} epochs",
-        "time_budget": "stopped before the time budget ran out; resume with --resume last.pt",
-    }[result.stopped_reason]
-    _write_status(
-        output_dir,
-        status,
-        message,
-        stopped_reason=result.stopped_reason,
-        skipped=[asdict(s) for s in result.skipped],
-    )
-    test = result.metrics.get("test", {})
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if isinstance(v, float))
-    for target, metrics in test.get("per_target", {}).items():
-        summary += f"; {target}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-    click.echo(
-        f"{message}; best checkpoint {result.best_checkpoint}" + (f"; test {summary}" if summary else "")
-    )
-    if status != "completed":
-        sys.exit(EXIT_CODES[status])
+    options = _TrainOptions(**given)
+    if options.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        sys.exit(_relaunch_distributed(options.nproc_per_node))
+    settings = _train_settings(options)
+    dataset_, skipped = _training_data(data, settings, options)
+    trainer, result = _fit(dataset_, skipped, output_dir, settings, options)
+    if trainer.rank == 0:
+        _report_training(output_dir, result)
 
 
 # --- predict ------------------------------------------------------------------------------------
@@ -548,7 +552,7 @@ def train(
     type=click.Path(path_type=Path),
     help="Also keep a copy of a dataset file in this directory, named by its sha256, for reuse.",
 )
-@_guarded("output")
+@guarded("output")
 def predict(
     inputs: tuple[Path, ...],
     model: str | None,
@@ -610,9 +614,9 @@ def predict(
                 for k, row in enumerate(values):
                     handle.write(f"{sid},{k}," + ",".join(f"{v:.8g}" for v in row) + "\n")
     if skipped:
-        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        write_skipped(output.with_suffix(".skipped.txt"), skipped)
         click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
-    _write_status(
+    write_status(
         output.parent,
         "completed",
         f"predicted {len(result.ids)} structures",
@@ -647,10 +651,10 @@ def _predict_pretrained(name, data, output: Path, skip_invalid, batch_size, work
     output.parent.mkdir(parents=True, exist_ok=True)
     result.write_csv(output)
     if skipped:
-        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        write_skipped(output.with_suffix(".skipped.txt"), skipped)
         click.echo(f"Skipped {len(skipped)} invalid structure(s): see {output.with_suffix('.skipped.txt')}")
     flagged = sum(bool(r) for r in result.out_of_domain)
-    _write_status(
+    write_status(
         output.parent,
         "completed",
         f"predicted {len(result.ids)} structures with {result.model}",
@@ -669,7 +673,7 @@ def _predict_pretrained(name, data, output: Path, skip_invalid, batch_size, work
 )
 @click.option("--structures", "n_structures", type=int, default=300, show_default=True)
 @click.option("--epochs", type=int, default=40, show_default=True)
-@_guarded("output_dir")
+@guarded("output_dir")
 def demo(output_dir: Path, n_structures: int, epochs: int) -> None:
     """Generate fcc/bcc alloys with EMT energies, train a CGCNN on them, predict with it."""
     from ..demo import run_demo

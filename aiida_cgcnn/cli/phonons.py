@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .main import _guarded, _write_skipped, _write_status
+from .common import guarded, write_skipped, write_status
 
 __all__ = ["phonons"]
 
@@ -62,7 +62,7 @@ def phonons() -> None:
     type=click.Path(path_type=Path),
     help="Also write every stable calculation's U, Cv, S, F and lowest frequency to this JSON-lines file.",
 )
-@_guarded("output")
+@guarded("output")
 def dataset(
     sources: tuple[Path, ...],
     output: Path,
@@ -101,9 +101,9 @@ def dataset(
             for record in records:
                 handle.write(json.dumps({"name": record.name, **record.properties.to_dict()}) + "\n")
     if skipped:
-        _write_skipped(output.with_suffix(".skipped.txt"), skipped)
+        write_skipped(output.with_suffix(".skipped.txt"), skipped)
         click.echo(f"Left out {len(skipped)} calculation(s): see {output.with_suffix('.skipped.txt')}")
-    _write_status(
+    write_status(
         output.parent,
         "completed",
         f"{len(data)} calculations",

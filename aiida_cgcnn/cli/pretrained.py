@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .main import _guarded
+from .common import guarded
 
 __all__ = ["pretrained"]
 
@@ -111,7 +111,7 @@ def show(name: str) -> None:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-finalize", is_flag=True, help="Train members only; no card.")
 @click.option("--install", is_flag=True, help="Copy the built model into this installation's registry.")
-@_guarded("output")
+@guarded("output")
 def build_command(name, data_dir, output, work_dir, members, epochs, device, no_finalize, install) -> None:
     """Rebuild the pretrained model NAME from the real data with its recorded recipe."""
     from ..pretrained.build import build

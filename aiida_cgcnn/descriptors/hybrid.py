@@ -294,7 +294,7 @@ def model_inputs(
         elif features is not None and source_names is None and features.shape[1] == len(own_names):
             own = features
         else:
-            raise ValueError(
+            raise DatasetError(
                 f"this model needs the per-structure features {own_names} besides its descriptors; pass them"
             )
     settings = DescriptorSettings.from_dict(record.get("settings"))
