@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, DatasetError
+from ..errors import CheckpointError, ConfigError, DatasetError
 from ..graph.batch import edge_capped_batches
 from ..graph.crystal_graph import GraphSettings
 from ..graph.features import atom_feature_table
@@ -33,6 +33,7 @@ from .metrics import classification_metrics, per_target_metrics, regression_metr
 from .prepare import prepare_graphs
 
 __all__ = [
+    "CONTINUABLE",
     "LossDivergedError",
     "TimeBudgetExceeded",
     "TrainConfig",
@@ -107,10 +108,18 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}")
+            valid = sorted(cls.__dataclass_fields__)
+            raise ConfigError(f"unknown training settings {sorted(unknown)}; valid ones are {valid}")
         return cls(**data)
 
     def validate(self) -> None:
+        """Raise :class:`~aiida_cgcnn.errors.ConfigError` naming the first bad setting (its message
+        starts with the setting's name)."""
+        for name, kinds in _SETTING_TYPES.items():
+            value = getattr(self, name)
+            if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+                expected = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise ConfigError(f"{name} must be {expected}, not {value!r}")
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -128,7 +137,39 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
+
+
+_NUMBER = (int, float)
+_SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "epochs": (int,),
+    "batch_size": (int,),
+    "optimizer": (str,),
+    "lr": _NUMBER,
+    "weight_decay": _NUMBER,
+    "momentum": _NUMBER,
+    "scheduler": (str,),
+    "lr_milestones": (list, tuple),
+    "lr_gamma": _NUMBER,
+    "loss": (str,),
+    "train_ratio": _NUMBER,
+    "val_ratio": _NUMBER,
+    "test_ratio": _NUMBER,
+    "seed": (int,),
+    "patience": (int, type(None)),
+    "time_budget": (*_NUMBER, type(None)),
+    "time_margin": _NUMBER,
+    "grad_clip": (*_NUMBER, type(None)),
+    "deterministic": (bool,),
+    "max_edges_per_batch": (int, type(None)),
+    "loss_per_atom": (bool,),
+}
+
+#: Settings a resumed run takes from its new settings rather than from its checkpoint: they change
+#: how long training goes on, not what one epoch does.
+CONTINUABLE = ("epochs", "patience", "time_budget", "time_margin")
+#: Model settings derived from the data, not chosen by the user.
+_DERIVED_MODEL_SETTINGS = ("out_features", "classification", "extra_features")
 
 
 @dataclass
@@ -140,6 +181,16 @@ class TrainResult:
     stopped_reason: str  # "completed", "early_stopping" or "time_budget"
     skipped: list[Skipped]
     epochs_run: int
+
+
+@dataclass
+class _RunState:
+    """Where a run stands: its epoch records, best validation score and epoch, last epoch trained."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int = -1
+    epoch: int = -1
 
 
 def split_indices(n: int, train: float, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
@@ -179,6 +230,77 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
+def _full_model_settings(config: dict[str, Any]) -> dict[str, Any]:
+    architecture = config.get("architecture", "cgcnn")
+    chosen = {k: v for k, v in config.items() if k not in _DERIVED_MODEL_SETTINGS}
+    return {**model_defaults(architecture), **chosen, "architecture": architecture}
+
+
+def continued_settings(
+    state: dict[str, Any],
+    source: str,
+    model_config: dict[str, Any] | None,
+    train_config: TrainConfig | dict[str, Any] | None,
+    graph_settings: GraphSettings | None,
+    atom_properties: list[str] | None,
+) -> tuple[dict[str, Any], TrainConfig, GraphSettings, list[str]]:
+    """The settings of a run resumed from the checkpoint ``state`` (read from ``source``).
+
+    The checkpoint's settings, with the :data:`CONTINUABLE` ones taken from ``train_config``: a
+    finished run goes on for more epochs. Any other setting given must equal the checkpoint's
+    (a different model, split, batch size or schedule is another run): a ConfigError names those that
+    differ.
+    """
+    given = asdict(train_config) if isinstance(train_config, TrainConfig) else dict(train_config or {})
+    TrainConfig.from_dict(given)  # names unknown keys
+    saved = {**asdict(TrainConfig()), **state["train_config"]}
+    differ = [
+        f"{k} {saved[k]!r} -> {v!r}" for k, v in given.items() if k not in CONTINUABLE and saved[k] != v
+    ]
+    saved_model = _full_model_settings(dict(state["model_config"]))
+    if model_config:
+        given_model = _full_model_settings(model_config)
+        differ += [
+            f"model {k} {saved_model.get(k)!r} -> {given_model.get(k)!r}"
+            for k in sorted(set(saved_model) | set(given_model))
+            if saved_model.get(k) != given_model.get(k)
+        ]
+    saved_graph = GraphSettings.from_dict(state["graph_settings"])
+    if graph_settings is not None and graph_settings.to_dict() != saved_graph.to_dict():
+        differ.append(f"graph {saved_graph.to_dict()} -> {graph_settings.to_dict()}")
+    saved_properties = list(state["atom_properties"])
+    if atom_properties is not None and list(atom_properties) != saved_properties:
+        differ.append(f"atom_properties {saved_properties or 'all'} -> {list(atom_properties)}")
+    if differ:
+        raise ConfigError(
+            f"cannot resume from {source!r} with other settings: {'; '.join(differ)}. Only "
+            f"{', '.join(CONTINUABLE)} may change when a run goes on; leave the others out (the "
+            "checkpoint's are used), or start a new run from its weights (--init-from, fine-tuning)"
+        )
+    saved.update({k: given[k] for k in CONTINUABLE if k in given})
+    return dict(state["model_config"]), TrainConfig.from_dict(saved), saved_graph, saved_properties
+
+
+def _check_continuation(state: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse a continuation that would train no epoch or stop at once."""
+    done = state["epoch"] + 1
+    if config.epochs < done:
+        raise ConfigError(
+            f"epochs must be at least the {done} the checkpoint has trained, not {config.epochs}; "
+            "give more epochs to continue"
+        )
+    best_epoch = state.get("best_epoch", -1)
+    if (
+        config.patience is not None
+        and done < config.epochs
+        and state["epoch"] - best_epoch >= config.patience
+    ):
+        raise ConfigError(
+            f"patience {config.patience}: the run stopped early, {state['epoch'] - best_epoch} epochs after "
+            f"its best epoch {best_epoch}; continue with a larger patience"
+        )
+
+
 class Trainer:
     """Train a model on a :class:`CrystalDataset`; see :meth:`fit`.
 
@@ -200,7 +322,8 @@ class Trainer:
     cache_dir
         Where graphs are cached (under a key of structures and settings).
     resume
-        A ``last.pt`` to continue from: same dataset, same settings, from the next epoch.
+        A ``last.pt`` to continue from, from its next epoch: same dataset and settings, except those in
+        :data:`CONTINUABLE` (more epochs continue a finished run; see :func:`continued_settings`).
     init_from
         A checkpoint whose weights start a fine-tuning run (new optimizer, schedule and split).
     skipped
@@ -228,26 +351,9 @@ class Trainer:
         self.output_dir = Path(output_dir)
         self.resume_state = load_checkpoint(resume) if resume else None
         if self.resume_state is not None:
-            # a resumed run takes every setting from its checkpoint but the time budget, which is per run
-            given = (
-                asdict(train_config) if isinstance(train_config, TrainConfig) else dict(train_config or {})
+            model_config, train_config, graph_settings, atom_properties = continued_settings(
+                self.resume_state, str(resume), model_config, train_config, graph_settings, atom_properties
             )
-            saved = dict(self.resume_state["train_config"])
-            ignored = sorted(
-                k
-                for k, v in given.items()
-                if k not in ("time_budget", "time_margin") and k in saved and saved[k] != v
-            )
-            if ignored:
-                warnings.warn(
-                    f"resuming: {ignored} are taken from the checkpoint, not from the new settings",
-                    stacklevel=2,
-                )
-            saved.update({k: given[k] for k in ("time_budget", "time_margin") if k in given})
-            model_config = dict(self.resume_state["model_config"])
-            train_config = TrainConfig.from_dict(saved)
-            graph_settings = GraphSettings.from_dict(self.resume_state["graph_settings"])
-            atom_properties = list(self.resume_state["atom_properties"])
             if self.resume_state.get("dataset", {}).get("sha256") != dataset.sha256():
                 raise DatasetError(
                     "cannot resume: the dataset differs from the one the checkpoint was trained on"
@@ -258,8 +364,11 @@ class Trainer:
         self.config.validate()
         self.graph_settings = graph_settings or GraphSettings()
         self.model_config = {"architecture": "cgcnn", **(model_config or {})}
-        model_defaults(self.model_config["architecture"])  # fails early on an unknown architecture
         self.atom_properties = atom_properties
+        if self.resume_state is None:
+            self._check_model_settings()  # before the graphs are built: a typo costs no time
+        else:
+            _check_continuation(self.resume_state, self.config)
         self.rank, self.world = _distributed()
         self.device = resolve_device(device)
         if self.device.type == "cuda":
@@ -283,6 +392,15 @@ class Trainer:
                 prepared = prepare_graphs(dataset, self.graph_settings, skip_invalid, cache_dir, workers)
             return prepared
         return prepare_graphs(dataset, self.graph_settings, skip_invalid, cache_dir, workers)
+
+    def _check_model_settings(self) -> None:
+        """Build the configured model once, so that a bad setting is a ConfigError naming it."""
+        try:
+            table = atom_feature_table(tuple(self.atom_properties) if self.atom_properties else None)
+            with torch.random.fork_rng(devices=[]):  # leaves the caller's random state alone
+                build_model({**self.model_config, "out_features": 1}, table)
+        except ValueError as error:
+            raise ConfigError(f"model settings {self.model_config}: {error}") from error
 
     @property
     def classification(self) -> bool:
@@ -425,138 +543,186 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train, keeping the best model on the validation set; returns paths, metrics and why it stopped."""
         start_time = time.monotonic()
-        c = self.config
-        data = self.prepared.dataset
-        if self.resume_state is not None:
-            split = {k: np.asarray(v.numpy(), dtype=np.int64) for k, v in self.resume_state["split"].items()}
-        else:
-            split = split_indices(len(data), c.train_ratio, c.val_ratio, c.test_ratio, c.seed)
+        split = self._split()
         model = self._build_model(split["train"])
         optimizer = self._optimizer(model)
-        steps_per_epoch = max(math.ceil(len(self._shard(split["train"])) / c.batch_size), 1)
-        epoch_steps = None
-        if c.max_edges_per_batch is not None:
-            train = split["train"]
-            epoch_steps = [len(self._train_batches(self._epoch_order(train, e))) for e in range(c.epochs)]
-        scheduler = self._scheduler(optimizer, steps_per_epoch, epoch_steps)
-        history: list[dict[str, Any]] = []
-        best_score: float | None = None
-        best_epoch = -1
-        first_epoch = 0
-        if self.resume_state is not None:
-            state = self.resume_state
-            model.load_state_dict(state["state_dict"])
-            optimizer.load_state_dict(state["optimizer_state"])
-            if scheduler is not None and state.get("scheduler_state"):
-                scheduler.load_state_dict(state["scheduler_state"])
-            history = list(state["history"])
-            best_score = state.get("best_score")
-            best_epoch = state.get("best_epoch", -1)
-            first_epoch = state["epoch"] + 1
-        if c.deterministic:
+        scheduler = self._scheduler(optimizer, *self._schedule_steps(split["train"]))
+        run = self._restore(model, optimizer, scheduler)
+        if self.config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        train_model = model
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._write_skipped()
+        stopped = self._train_epochs(model, optimizer, scheduler, split, run)
+        best_path = self.output_dir / "best.pt"
+        metrics = self._finish(split, best_path, run.history, run.epoch, run.best_epoch, stopped, start_time)
+        if self.world > 1:
+            torch.distributed.barrier()
+        return TrainResult(
+            self.output_dir,
+            best_path,
+            self.output_dir / "last.pt",
+            metrics,
+            stopped,
+            self.prepared.skipped,
+            len(run.history),
+        )
+
+    # --- the steps of fit ----------------------------------------------------------------------
+
+    def _split(self) -> dict[str, np.ndarray]:
+        """The checkpoint's split when resuming, else a new one from the seed."""
+        if self.resume_state is not None:
+            return {k: np.asarray(v.numpy(), dtype=np.int64) for k, v in self.resume_state["split"].items()}
+        c = self.config
+        return split_indices(len(self.prepared.dataset), c.train_ratio, c.val_ratio, c.test_ratio, c.seed)
+
+    def _schedule_steps(self, train: np.ndarray) -> tuple[int, list[int] | None]:
+        """Batches per epoch, and with an edge cap the count of every epoch (they differ)."""
+        c = self.config
+        steps_per_epoch = max(math.ceil(len(self._shard(train)) / c.batch_size), 1)
+        if c.max_edges_per_batch is None:
+            return steps_per_epoch, None
+        return steps_per_epoch, [
+            len(self._train_batches(self._epoch_order(train, e))) for e in range(c.epochs)
+        ]
+
+    def _restore(self, model: nn.Module, optimizer, scheduler) -> _RunState:
+        """Load the resumed checkpoint's weights, optimizer and schedule; a new run's state otherwise.
+
+        A run continued for more epochs than its checkpoint planned follows the learning-rate schedule
+        of a run planned for the new number of epochs from the start: the schedule is replayed to the
+        checkpoint's step, so a cosine schedule decays to zero at the new last epoch.
+        """
+        state = self.resume_state
+        if state is None:
+            return _RunState()
+        model.load_state_dict(state["state_dict"])
+        saved_schedule = state.get("scheduler_state") or {}
+        if scheduler is not None and saved_schedule and state["train_config"]["epochs"] != self.config.epochs:
+            with warnings.catch_warnings():  # replaying the schedule steps no optimizer, on purpose
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
+                for _ in range(int(saved_schedule["last_epoch"])):
+                    scheduler.step()
+            scheduled = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+            optimizer.load_state_dict(state["optimizer_state"])
+            for group, values in zip(optimizer.param_groups, scheduled, strict=True):
+                group.update(values)
+        else:
+            optimizer.load_state_dict(state["optimizer_state"])
+            if scheduler is not None and saved_schedule:
+                scheduler.load_state_dict(saved_schedule)
+        return _RunState(
+            history=list(state["history"]),
+            best_score=state.get("best_score"),
+            best_epoch=state.get("best_epoch", -1),
+            epoch=state["epoch"],
+        )
+
+    def _train_epochs(self, model: nn.Module, optimizer, scheduler, split, run: _RunState) -> str:
+        """Train from the run's next epoch to the last, early stopping or the time budget; why it stopped."""
+        c = self.config
+        train_model: nn.Module = model
         if self.world > 1:
             train_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        best_path, last_path = self.output_dir / "best.pt", self.output_dir / "last.pt"
-        self._write_skipped()
-        stopped = "completed"
-        epoch_times: list[float] = []
-        epochs = range(first_epoch, c.epochs)
         bar = None
         if self.progress and self.rank == 0:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=c.epochs, initial=first_epoch, desc="training", unit="epoch")
-        epoch = first_epoch - 1
-        for epoch in epochs:
+            bar = tqdm(total=c.epochs, initial=run.epoch + 1, desc="training", unit="epoch")
+        stopped = "completed"
+        epoch_times: list[float] = []
+        for epoch in range(run.epoch + 1, c.epochs):
             epoch_start = time.monotonic()
-            if c.time_budget is not None and epoch_times:  # every run makes progress: one epoch at least
-                elapsed = epoch_start - self.start_time
-                expected = max(epoch_times) * 1.2 if epoch_times else 0.0
-                if elapsed + expected > c.time_budget - c.time_margin:
-                    stopped = "time_budget"
-                    epoch -= 1
-                    break
-            train_model.train()
-            torch.manual_seed(c.seed * 100003 + epoch)
-            total_loss, n_seen = 0.0, 0
-            for indices in self._train_batches(self._epoch_order(split["train"], epoch)):
-                batch = self.prepared.graphs.batch(indices, data.targets, data.features)
-                batch = batch.to(self.device, non_blocking=True)
-                output = train_model(batch)
-                loss = self._loss(model, output, batch)
-                if not torch.isfinite(loss):
-                    raise LossDivergedError(
-                        f"the training loss became {loss.item()} at epoch {epoch}; lower the learning rate"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if c.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                total_loss += loss.item() * batch.num_crystals
-                n_seen += batch.num_crystals
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "train_loss": total_loss / max(n_seen, 1),
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-            improved = False
-            if self.rank == 0:
-                if len(split["val"]):
-                    _, val_metrics = self.evaluate(model, split["val"])
-                    record.update({f"val_{k}": v for k, v in val_metrics.items()})
-                    improved, score = self._is_better(val_metrics, best_score)
-                else:
-                    improved, score = True, float(epoch)  # no validation set: the last epoch is best
-                if improved:
-                    best_score, best_epoch = score, epoch
-            if self.world > 1:
-                shared = [improved, best_score, best_epoch]
-                torch.distributed.broadcast_object_list(shared, src=0)
-                improved, best_score, best_epoch = shared
+            if self._out_of_time(epoch_start, epoch_times):
+                stopped = "time_budget"
+                break
+            record = self._train_epoch(model, train_model, optimizer, scheduler, split["train"], epoch)
+            improved = self._validate(model, split["val"], record, run, epoch)
             record["time_s"] = time.monotonic() - epoch_start
             epoch_times.append(record["time_s"])
-            history.append(record)
+            run.history.append(record)
+            run.epoch = epoch
             if self.rank == 0:
-                payload = self._payload(model, split, history, epoch, best_score, best_epoch)
-                save_checkpoint(
-                    last_path,
-                    {
-                        **payload,
-                        "optimizer_state": optimizer.state_dict(),
-                        "scheduler_state": scheduler.state_dict() if scheduler else {},
-                    },
-                )
-                if improved:
-                    save_checkpoint(best_path, payload)
-                self._write_learning_curve(history)
+                self._save_checkpoints(model, optimizer, scheduler, split, run, improved)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(
-                    {
-                        k: f"{v:.4g}"
-                        for k, v in record.items()
-                        if k in ("train_loss", "val_mae", "val_accuracy")
-                    }
-                )
-            if c.patience is not None and epoch - best_epoch >= c.patience:
+                shown = ("train_loss", "val_mae", "val_accuracy")
+                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in shown})
+            if c.patience is not None and epoch - run.best_epoch >= c.patience:
                 stopped = "early_stopping"
                 break
         if bar is not None:
             bar.close()
-        metrics = self._finish(split, best_path, history, epoch, best_epoch, stopped, start_time)
+        return stopped
+
+    def _out_of_time(self, now: float, epoch_times: list[float]) -> bool:
+        """Whether the next epoch would not finish inside the time budget; every run trains one epoch."""
+        c = self.config
+        if c.time_budget is None or not epoch_times:
+            return False
+        return now - self.start_time + max(epoch_times) * 1.2 > c.time_budget - c.time_margin
+
+    def _train_epoch(self, model, train_model, optimizer, scheduler, train: np.ndarray, epoch: int):
+        """One pass over this process's share of the training set; the epoch's record."""
+        c, data = self.config, self.prepared.dataset
+        train_model.train()
+        torch.manual_seed(c.seed * 100003 + epoch)
+        total_loss, n_seen = 0.0, 0
+        for indices in self._train_batches(self._epoch_order(train, epoch)):
+            batch = self.prepared.graphs.batch(indices, data.targets, data.features)
+            batch = batch.to(self.device, non_blocking=True)
+            output = train_model(batch)
+            loss = self._loss(model, output, batch)
+            if not torch.isfinite(loss):
+                raise LossDivergedError(
+                    f"the training loss became {loss.item()} at epoch {epoch}; lower the learning rate"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total_loss += loss.item() * batch.num_crystals
+            n_seen += batch.num_crystals
+        return {
+            "epoch": epoch,
+            "train_loss": total_loss / max(n_seen, 1),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+
+    def _validate(self, model, val: np.ndarray, record: dict[str, Any], run: _RunState, epoch: int) -> bool:
+        """Validation metrics into ``record``; whether this epoch is the best so far (shared by all ranks)."""
+        improved = False
+        if self.rank == 0:
+            if len(val):
+                _, val_metrics = self.evaluate(model, val)
+                record.update({f"val_{k}": v for k, v in val_metrics.items()})
+                improved, score = self._is_better(val_metrics, run.best_score)
+            else:
+                improved, score = True, float(epoch)  # no validation set: the last epoch is best
+            if improved:
+                run.best_score, run.best_epoch = score, epoch
         if self.world > 1:
-            torch.distributed.barrier()
-        return TrainResult(
-            self.output_dir, best_path, last_path, metrics, stopped, self.prepared.skipped, len(history)
-        )
+            shared = [improved, run.best_score, run.best_epoch]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            improved, run.best_score, run.best_epoch = shared
+        return improved
+
+    def _save_checkpoints(self, model, optimizer, scheduler, split, run: _RunState, improved: bool) -> None:
+        """last.pt (with optimizer and schedule, to resume), best.pt when improved, the learning curve."""
+        payload = self._payload(model, split, run.history, run.epoch, run.best_score, run.best_epoch)
+        resumable = {
+            "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict() if scheduler else {},
+        }
+        save_checkpoint(self.output_dir / "last.pt", {**payload, **resumable})
+        if improved:
+            save_checkpoint(self.output_dir / "best.pt", payload)
+        self._write_learning_curve(run.history)
 
     # --- outputs ------------------------------------------------------------------------------
 
