@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,7 +164,7 @@ def phonon_dataset(
         ]
     ).reshape(len(records), 2 * len(temperatures))
     names = target_names(temperatures)
-    metadata = {
+    metadata: dict[str, Any] = {
         "source": [str(s) for s in sources],
         "per": "mole of primitive cells",
         "temperatures_K": temperatures,

@@ -22,14 +22,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from phonopy import Phonopy
 from phonopy.structure.atoms import PhonopyAtoms
 
 from .errors import PhononInputError
-from .settings import PhononSettings
+from .settings import Centring, PhononSettings
+
+if TYPE_CHECKING:
+    from phonopy.harmonic.displacement import DisplacementDataset
+    from phonopy.harmonic.dynamical_matrix import NacParams
 
 __all__ = [
     "PhonopyCalculation",
@@ -68,9 +72,9 @@ class PhonopyCalculation:
     name: str
     unitcell: PhonopyAtoms
     supercell_matrix: np.ndarray
-    primitive_matrix: np.ndarray | str
-    dataset: dict
-    nac_params: dict | None
+    primitive_matrix: np.ndarray | Centring
+    dataset: dict[str, Any]
+    nac_params: dict[str, Any] | None
     source: str
     symprec: float = 1e-5
 
@@ -85,7 +89,7 @@ class PhonopyCalculation:
         forces = self.dataset.get("forces")
         return None if forces is None else np.asarray(forces, dtype=np.float64)
 
-    def displacement_dataset(self) -> dict:
+    def displacement_dataset(self) -> dict[str, Any]:
         """The dataset without forces (what a force engine starts from)."""
         if "first_atoms" in self.dataset:
             return {
@@ -107,9 +111,11 @@ class PhonopyCalculation:
             primitive_matrix=self.primitive_matrix,
             symprec=self.symprec,
         )
-        phonon.dataset = self.dataset if with_forces else self.displacement_dataset()
+        # phonopy's own layouts: read by phonopy, or written by displacement_dataset
+        dataset = self.dataset if with_forces else self.displacement_dataset()
+        phonon.dataset = cast("DisplacementDataset", dataset)
         if settings.nac and self.nac_params is not None:
-            phonon.nac_params = self.nac_params
+            phonon.nac_params = cast("NacParams", self.nac_params)
         return phonon
 
 
@@ -130,7 +136,7 @@ def _numbers(text: str, name: str, tag: str) -> list[float]:
         raise PhononInputError(f"{name}: cannot read {tag} = {text!r}: {error}") from error
 
 
-def _conf_matrices(conf: dict[str, str], name: str) -> tuple[np.ndarray, np.ndarray | str]:
+def _conf_matrices(conf: dict[str, str], name: str) -> tuple[np.ndarray, np.ndarray | Centring]:
     if "DIM" not in conf:
         raise PhononInputError(f"{name}: phonopy.conf has no DIM (the supercell matrix)")
     dim = _numbers(conf["DIM"], name, "DIM")
@@ -155,7 +161,7 @@ def _from_loaded(phonon: Phonopy, name: str, source: str) -> PhonopyCalculation:
         unitcell=phonon.unitcell,
         supercell_matrix=np.array(phonon.supercell_matrix, dtype=int),
         primitive_matrix=np.array(phonon.primitive_matrix, dtype=float),
-        dataset=dataset,
+        dataset=dict(dataset),
         nac_params=None if phonon.nac_params is None else dict(phonon.nac_params),
         source=source,
         symprec=float(phonon.symmetry.tolerance),

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, TypeGuard, get_args
 
 import numpy as np
 
 from ..errors import plain
 from .errors import PhononInputError
 
-__all__ = ["PhononSettings", "supercell_matrix_for_length"]
+__all__ = ["Centring", "PhononSettings", "is_centring", "supercell_matrix_for_length"]
+
+Centring = Literal["auto", "P", "F", "I", "A", "C", "R"]
+"""A primitive matrix as phonopy takes it by name: found by symmetry (``auto``) or a centring's."""
+
+
+def is_centring(value: object) -> TypeGuard[Centring]:
+    return isinstance(value, str) and value in get_args(Centring)
+
 
 _FC_CALCULATORS = ("traditional", "symfc")
 
@@ -88,7 +96,7 @@ class PhononSettings:
         if not self.min_supercell_length_angstrom > 0:
             raise PhononInputError("min_supercell_length_angstrom must be positive")
         if isinstance(self.primitive_matrix, str):
-            if self.primitive_matrix not in ("auto", "P", "F", "I", "A", "C", "R"):
+            if not is_centring(self.primitive_matrix):
                 raise PhononInputError(
                     f"primitive_matrix {plain(self.primitive_matrix)!r}: use 'auto', 'P' or a 3x3 matrix"
                 )
@@ -145,9 +153,9 @@ class PhononSettings:
             return float(self.mesh)
         return [int(n) for n in self.mesh]
 
-    def primitive_matrix_value(self) -> str | np.ndarray:
-        """The primitive matrix as phonopy takes it (a string or a 3x3 float array)."""
-        if isinstance(self.primitive_matrix, str):
+    def primitive_matrix_value(self) -> Centring | np.ndarray:
+        """The primitive matrix as phonopy takes it (a name or a 3x3 float array)."""
+        if is_centring(self.primitive_matrix):
             return self.primitive_matrix
         return np.asarray(self.primitive_matrix, dtype=float)
 

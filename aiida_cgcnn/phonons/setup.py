@@ -6,7 +6,7 @@ phonopy's split is kept: this module sets up; :mod:`.forces` is the expensive st
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from phonopy import Phonopy
@@ -80,8 +80,11 @@ def build_phonopy(unitcell: Any, settings: PhononSettings | None = None, name: s
 def generate_displacements(phonon: Phonopy, settings: PhononSettings | None = None) -> int:
     """Generate the symmetry-reduced displacements of ``settings``; returns how many supercells."""
     settings = settings or PhononSettings()
-    phonon.generate_displacements(distance=settings.displacement_angstrom, is_plusminus=settings.is_plusminus)
-    return len(phonon.supercells_with_displacements)
+    plusminus: Literal["auto"] | bool = (
+        "auto" if settings.is_plusminus == "auto" else bool(settings.is_plusminus)
+    )
+    phonon.generate_displacements(distance=settings.displacement_angstrom, is_plusminus=plusminus)
+    return len(phonon.supercells_with_displacements or ())
 
 
 def displaced_supercells(phonon: Phonopy) -> list:

@@ -73,15 +73,17 @@ def produce_force_constants(
         phonon.produce_force_constants(calculate_full_force_constants=False)
         phonon.symmetrize_force_constants(show_drift=False, use_symfc_projector=True)
     else:
-        phonon.produce_force_constants(
-            calculate_full_force_constants=False, fc_calculator=settings.fc_calculator
-        )
+        # the only other calculator the settings accept
+        phonon.produce_force_constants(calculate_full_force_constants=False, fc_calculator="symfc")
 
 
 def _has_forces(phonon: Phonopy) -> bool:
-    dataset = phonon.dataset or {}
-    if "first_atoms" in dataset:
-        return all("forces" in d for d in dataset["first_atoms"]) and bool(dataset["first_atoms"])
+    dataset = phonon.dataset
+    if dataset is None:
+        return False
+    first_atoms = dataset.get("first_atoms")
+    if isinstance(first_atoms, list):  # type-1 dataset: one displacement per supercell
+        return bool(first_atoms) and all("forces" in d for d in first_atoms)
     return dataset.get("forces") is not None
 
 
@@ -181,7 +183,7 @@ def phonon_properties(
         )
     if phonon.force_constants is None:
         raise PhononInputError("no force constants: call produce_force_constants first")
-    from phonopy.phonon.mesh import MeshGRGridFallbackWarning
+    from phonopy.phonon.mesh import Mesh, MeshGRGridFallbackWarning
     from phonopy.phonon.thermal_properties import GammaAcousticWarning
 
     with warnings.catch_warnings():
@@ -193,9 +195,12 @@ def phonon_properties(
         phonon.run_thermal_properties(
             temperatures=temperatures, exclude_gamma_acoustic=settings.gamma_acoustic == "exclude"
         )
-    frequencies = phonon.mesh.frequencies
-    weights = phonon.mesh.weights
-    thermal = phonon.thermal_properties
+    mesh, thermal, mesh_numbers = phonon.mesh, phonon.thermal_properties, phonon.mesh_numbers
+    # run_mesh without use_iter_mesh and run_thermal_properties have just set them
+    assert isinstance(mesh, Mesh) and thermal is not None and mesh_numbers is not None
+    assert thermal.zero_point_energy is not None
+    frequencies = mesh.frequencies
+    weights = mesh.weights
     free_energy = np.asarray(thermal.free_energy, dtype=np.float64)
     entropy = np.asarray(thermal.entropy, dtype=np.float64)
     # U = F + T·S; F in kJ/mol, T·S in J/mol
@@ -214,7 +219,7 @@ def phonon_properties(
         n_imaginary_modes=int((below.sum(axis=1) * weights).sum()),
         n_atoms_primitive=len(primitive),
         formula=_formula(primitive.symbols),
-        mesh_numbers=tuple(int(n) for n in phonon.mesh_numbers),
+        mesh_numbers=(int(mesh_numbers[0]), int(mesh_numbers[1]), int(mesh_numbers[2])),
         n_qpoints=int(weights.sum()),
         nac=phonon.nac_params is not None,
     )
