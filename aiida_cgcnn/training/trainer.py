@@ -165,9 +165,19 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "loss_per_atom": (bool,),
 }
 
-#: Settings a resumed run takes from its new settings rather than from its checkpoint: they change
-#: how long training goes on, not what one epoch does.
-CONTINUABLE = ("epochs", "patience", "time_budget", "time_margin")
+#: Settings a resumed run takes from its new settings rather than from its checkpoint: how long it goes
+#: on, and what the restart handlers change (batch size and edge cap after running out of memory, the
+#: learning rate after a divergence). The learning-rate schedule is replayed for them (see ``_restore``).
+CONTINUABLE = (
+    "epochs",
+    "patience",
+    "time_budget",
+    "time_margin",
+    "batch_size",
+    "max_edges_per_batch",
+    "lr",
+)
+_SCHEDULE_SETTINGS = ("epochs", "batch_size", "max_edges_per_batch", "lr")
 #: Model settings derived from the data, not chosen by the user.
 _DERIVED_MODEL_SETTINGS = ("out_features", "classification", "extra_features")
 
@@ -546,8 +556,9 @@ class Trainer:
         split = self._split()
         model = self._build_model(split["train"])
         optimizer = self._optimizer(model)
-        scheduler = self._scheduler(optimizer, *self._schedule_steps(split["train"]))
-        run = self._restore(model, optimizer, scheduler)
+        schedule = self._schedule_steps(split["train"])
+        scheduler = self._scheduler(optimizer, *schedule)
+        run = self._restore(model, optimizer, scheduler, schedule)
         if self.config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -586,22 +597,27 @@ class Trainer:
             len(self._train_batches(self._epoch_order(train, e))) for e in range(c.epochs)
         ]
 
-    def _restore(self, model: nn.Module, optimizer, scheduler) -> _RunState:
+    def _restore(self, model: nn.Module, optimizer, scheduler, schedule) -> _RunState:
         """Load the resumed checkpoint's weights, optimizer and schedule; a new run's state otherwise.
 
-        A run continued for more epochs than its checkpoint planned follows the learning-rate schedule
-        of a run planned for the new number of epochs from the start: the schedule is replayed to the
-        checkpoint's step, so a cosine schedule decays to zero at the new last epoch.
+        A run continued with another number of epochs, batch size, edge cap or learning rate follows the
+        learning-rate schedule of a run planned with the new settings from the start: the new schedule
+        is replayed up to the checkpoint's epoch (so a cosine schedule decays to zero at the new last
+        epoch). With unchanged settings the saved schedule is loaded as it is (bit-identical resume).
         """
         state = self.resume_state
         if state is None:
             return _RunState()
         model.load_state_dict(state["state_dict"])
-        saved_schedule = state.get("scheduler_state") or {}
-        if scheduler is not None and saved_schedule and state["train_config"]["epochs"] != self.config.epochs:
+        saved = {**asdict(TrainConfig()), **state["train_config"]}
+        changed = any(saved[k] != getattr(self.config, k) for k in _SCHEDULE_SETTINGS)
+        if scheduler is not None and state.get("scheduler_state") and changed:
+            steps_per_epoch, epoch_steps = schedule
+            done = state["epoch"] + 1
+            steps = sum(epoch_steps[:done]) if epoch_steps else steps_per_epoch * done
             with warnings.catch_warnings():  # replaying the schedule steps no optimizer, on purpose
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
-                for _ in range(int(saved_schedule["last_epoch"])):
+                for _ in range(steps):
                     scheduler.step()
             scheduled = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
             optimizer.load_state_dict(state["optimizer_state"])
@@ -609,8 +625,11 @@ class Trainer:
                 group.update(values)
         else:
             optimizer.load_state_dict(state["optimizer_state"])
-            if scheduler is not None and saved_schedule:
-                scheduler.load_state_dict(saved_schedule)
+            if scheduler is not None and state.get("scheduler_state"):
+                scheduler.load_state_dict(state["scheduler_state"])
+            elif changed:  # no schedule: the new learning rate holds from here
+                for group in optimizer.param_groups:
+                    group["lr"] = self.config.lr
         return _RunState(
             history=list(state["history"]),
             best_score=state.get("best_score"),

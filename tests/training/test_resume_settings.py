@@ -72,11 +72,33 @@ def test_a_finished_run_continues_for_more_epochs(dataset, three_epochs, tmp_pat
     assert state["state_dict"]["embedding.weight"].ne(first["state_dict"]["embedding.weight"]).any()
 
 
+@pytest.mark.parametrize("scheduler", ["cosine", "onecycle", "step"])
+def test_a_smaller_batch_and_more_epochs_follow_the_schedule_planned_with_them(dataset, tmp_path, scheduler):
+    """What the out-of-memory handler does: the same run, resumed with half the batch size."""
+    train = {"batch_size": 8, "scheduler": scheduler, "lr_milestones": [1, 3]}
+    first = Trainer(dataset, tmp_path / "a", SMALL, {**train, "epochs": 2}, workers=1, progress=False).fit()
+    resumed = Trainer(
+        dataset,
+        tmp_path / "b",
+        train_config={"epochs": 4, "batch_size": 4},
+        resume=first.last_checkpoint,
+        workers=1,
+        progress=False,
+    ).fit()
+    planned = Trainer(
+        dataset, tmp_path / "c", SMALL, {**train, "epochs": 4, "batch_size": 4}, workers=1, progress=False
+    ).fit()
+    continued = [r["lr"] for r in load_checkpoint(resumed.last_checkpoint)["history"]]
+    straight = [r["lr"] for r in load_checkpoint(planned.last_checkpoint)["history"]]
+    assert len(continued) == 4 and continued[2:] == pytest.approx(straight[2:], rel=1e-12)
+
+
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
-        ({"train_config": {"epochs": 5, "batch_size": 4}}, "batch_size 8 -> 4"),
-        ({"train_config": {"lr": 0.1}}, "lr 0.002 -> 0.1"),
+        ({"train_config": {"epochs": 5, "seed": 4}}, "seed 0 -> 4"),
+        ({"train_config": {"optimizer": "sgd"}}, "optimizer 'adamw' -> 'sgd'"),
+        ({"train_config": {"train_ratio": 0.5}}, "train_ratio 0.6 -> 0.5"),
         ({"model_config": {**SMALL, "n_conv": 2}}, "model n_conv 1 -> 2"),
         ({"model_config": {"architecture": "alignn"}}, "model architecture 'cgcnn' -> 'alignn'"),
         ({"atom_properties": ["group", "period"]}, "atom_properties"),
