@@ -16,12 +16,21 @@ __all__ = ["emt_alloys", "run_demo"]
 _EMT_METALS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 
 
+def _fcc_lattice_constant(symbol: str) -> float:
+    """ASE's reference fcc lattice constant of ``symbol``, Å."""
+    from ase.data import atomic_numbers, reference_states
+
+    a = (reference_states[atomic_numbers[symbol]] or {}).get("a")
+    if not isinstance(a, (int, float)):
+        raise ValueError(f"ASE has no fcc lattice constant for {symbol}")
+    return float(a)
+
+
 def emt_alloys(n: int, seed: int = 0):
     """``n`` random binary fcc/bcc alloy cells (8 atoms, strained +-3 %, rattled) and their EMT
     energies (eV/atom)."""
     from ase.build import bulk
     from ase.calculators.emt import EMT
-    from ase.data import atomic_numbers, reference_states
 
     rng = np.random.default_rng(seed)
     structures, energies = [], []
@@ -30,7 +39,7 @@ def emt_alloys(n: int, seed: int = 0):
         a_symbol, b_symbol = rng.choice(_EMT_METALS, size=2, replace=False)
         lattice = str(rng.choice(["fcc", "bcc"]))
         n_b = int(rng.integers(0, 9))
-        a_fcc = [reference_states[atomic_numbers[s]]["a"] for s in (a_symbol, b_symbol)]
+        a_fcc = [_fcc_lattice_constant(s) for s in (a_symbol, b_symbol)]
         a0 = ((8 - n_b) * a_fcc[0] + n_b * a_fcc[1]) / 8  # Vegard's law
         if lattice == "bcc":
             a0 *= 0.5 ** (1 / 3)  # same volume per atom as fcc

@@ -49,7 +49,7 @@ def primitive_crystal(crystal: Crystal, symprec: float = PRIMITIVE_SYMPREC) -> C
     itself when it is primitive or spglib finds no symmetry."""
     import spglib
 
-    cell = (crystal.lattice, crystal.frac_coords, crystal.numbers)
+    cell = (crystal.lattice.tolist(), crystal.frac_coords.tolist(), crystal.numbers.tolist())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # spglib 2.x: about its error handling
         found = spglib.standardize_cell(cell, to_primitive=True, no_idealize=True, symprec=symprec)
@@ -198,10 +198,10 @@ def parse_ensemble_csv(
     if len(reader) < 2 or reader[1][:1] != ["# units"]:
         raise ValueError(f"{source!r} is not an ensemble predictions CSV (no '# units' row)")
     header, units = reader[0], ["", *reader[1][1:]]
-    text = {"id", "formula", "out_of_domain"}
+    text_columns = {"id", "formula", "out_of_domain"}
     rows = [
         {
-            c: (v if c in text else int(v) if c.endswith("_atoms") else float(v))
+            c: (v if c in text_columns else int(v) if c.endswith("_atoms") else float(v))
             for c, v in zip(header, r, strict=True)
         }
         for r in reader[2:]

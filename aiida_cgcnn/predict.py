@@ -274,7 +274,9 @@ class Predictor:
 
     @torch.no_grad()
     def _run(self, store: GraphStore, features, batch_size: int, return_vectors: bool, max_edges=None):
-        outputs, site_chunks, vector_chunks = [], [], []
+        outputs: list[torch.Tensor] = []
+        site_chunks: list[torch.Tensor] = []
+        vector_chunks: list[torch.Tensor] = []
         order = np.arange(len(store))
         for batch in store.iter_batches(order, batch_size, features=features, max_edges=max_edges):
             out = self.model(batch.to(self.device))
