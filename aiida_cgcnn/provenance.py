@@ -1,28 +1,47 @@
-"""Provenance queries: every prediction made for a structure, every model with its data and metrics."""
+"""Provenance queries: every prediction made for a structure or by a model, every model with its data
+and metrics.
+
+The rule by which a prediction is found, whoever made it:
+
+* an in-process prediction (``predict_structures``, the ASE calculator's ``record=True``, the phonon
+  comparison's ``predict_phonon_properties``) is a :class:`~aiida_cgcnn.data.prediction.PredictionData`
+  created by a calculation that has the structure and the model among its inputs; the record names
+  both by UUID;
+* a batch prediction is the ``predictions`` array of a finished ``cgcnn.predict`` CalcJob, one row
+  per dataset id; a dataset built from stored structures (``dataset_from_structures``) has their
+  UUIDs as ids and the structures among the inputs of its creator.
+
+No process or function name is looked at, so a new caller that records a ``PredictionData`` is found too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 from aiida import orm
 
+from .calculations.predict import PredictCalculation
 from .data.dataset import CrystalDatasetData
 from .data.ensemble import EnsembleData
 from .data.model import ModelData
+from .data.prediction import PredictionData
 
-__all__ = ["PredictionRecord", "find_predictions", "list_models"]
+__all__ = ["PredictionRecord", "find_model_predictions", "find_predictions", "list_datasets", "list_models"]
+
+#: How many calculations away a derived cell may be (relaxation, then the phonopy set-up).
+DERIVED_DEPTH = 2
 
 
 @dataclass
 class PredictionRecord:
     """One prediction for one structure, with where it came from.
 
-    ``model`` names the model: ``ModelData<pk>`` or, for a pretrained ensemble, its label
-    (``pretrained NAME vN, trained on SOURCE (FUNCTIONAL)``). Ensembles also give ``std`` (the
-    calibrated spread per target) and ``out_of_domain`` (empty, or why the structure lies outside
-    the training data); both are empty/None for a single model.
+    ``structure_uuid`` is the structure predicted (for a ``cgcnn.predict`` of a dataset not built from
+    stored structures: the dataset id); ``model`` names the model: ``ModelData<pk>`` or, for a
+    pretrained ensemble, its label (``pretrained NAME vN, trained on SOURCE (FUNCTIONAL)``).
+    Ensembles also give ``std`` (the calibrated spread per target) and ``out_of_domain`` (empty, or
+    why the structure lies outside the training data); both are empty/None for a single model.
     """
 
     structure_uuid: str
@@ -43,8 +62,9 @@ class PredictionRecord:
 
 
 def _training_dataset(model: ModelData | EnsembleData) -> str | None:
-    """UUID of the training dataset node (ModelData trained in this profile), else None; an
-    ensemble's training data is described by its creator's ``training_data`` input instead."""
+    """UUID of the training dataset node of a ModelData (trained in this profile, or a stored dataset
+    with its checkpoint's dataset sha256), else None; an ensemble's training data is described by its
+    creator's ``training_data`` input instead."""
     if isinstance(model, EnsembleData):
         return None
     dataset = model.get_training_dataset()
@@ -55,120 +75,184 @@ def _model_name(model: ModelData | EnsembleData) -> str:
     return model.model_label if isinstance(model, EnsembleData) else f"ModelData<{model.pk}>"
 
 
-def find_predictions(structure: orm.StructureData) -> list[PredictionRecord]:
-    """Every prediction recorded for ``structure``: from the ``predict_structures`` calcfunction and from
-    ``cgcnn.predict`` CalcJobs on datasets built from it; oldest first."""
-    records: list[PredictionRecord] = []
+class _Models:
+    """Model nodes and their training datasets by UUID, each looked up once per query."""
 
-    # quick predictions: structure -> calcfunction (same link label in and out) -> Dict
-    query = orm.QueryBuilder()
-    query.append(orm.StructureData, filters={"id": structure.pk}, tag="structure")
-    query.append(
-        orm.CalcFunctionNode,
-        with_incoming="structure",
-        tag="call",
-        filters={"attributes.function_name": "predict_structures"},
-        edge_project="label",
-        project=["uuid", "process_type", "ctime"],
+    def __init__(self) -> None:
+        self._nodes: dict[str, Any] = {}
+        self._datasets: dict[str, str | None] = {}
+
+    def get(self, uuid: str) -> ModelData | EnsembleData:
+        if uuid not in self._nodes:
+            self._nodes[uuid] = orm.load_node(uuid)
+        return self._nodes[uuid]
+
+    def dataset(self, model: ModelData | EnsembleData) -> str | None:
+        if model.uuid not in self._datasets:
+            self._datasets[model.uuid] = _training_dataset(model)
+        return self._datasets[model.uuid]
+
+
+def _from_record(record: PredictionData, process: orm.ProcessNode, models: _Models) -> PredictionRecord:
+    model = models.get(record["model"])
+    return PredictionRecord(
+        structure_uuid=record["structure"],
+        values=dict(record["values"]),
+        units=dict(record["units"]),
+        model_uuid=model.uuid,
+        model_pk=model.pk,
+        training_dataset_uuid=models.dataset(model),
+        process_uuid=process.uuid,
+        process_type=process.process_type or "",
+        date=process.ctime.isoformat(),
+        model=_model_name(model),
+        std=dict(record["std"]),
+        out_of_domain=record["out_of_domain"],
     )
-    query.append((ModelData, EnsembleData), with_outgoing="call", project="*", tag="model")
-    for row in query.dict():
-        call = row["call"]
-        label = row["structure--call"]["label"]
-        uuid, process_type, ctime = call["uuid"], call["process_type"], call["ctime"]
-        model = row["model"]["*"]
-        output = orm.load_node(uuid).base.links.get_outgoing(link_label_filter=label).one().node
-        data = output.get_dict()
-        std: dict[str, float] = {}
-        out_of_domain = None
-        if isinstance(model, EnsembleData):
-            names = list(data["units"])
-            std = {k: data[f"{k}_std"] for k in names}
-            out_of_domain = data.get("out_of_domain", "")
-        else:
-            names = [k for k in data if k not in ("units", "site_contributions", "predicted_class")]
+
+
+def _from_batch(
+    calculation: orm.CalcJobNode,
+    model: ModelData | EnsembleData,
+    predictions: orm.ArrayData,
+    structure_ids: set[str] | None,
+    models: _Models,
+) -> list[PredictionRecord]:
+    """The rows of a ``cgcnn.predict`` output for ``structure_ids`` (every row when None)."""
+    attributes = predictions.base.attributes
+    ids = [str(i) for i in predictions.get_array("ids")]
+    rows = [k for k, i in enumerate(ids) if structure_ids is None or i in structure_ids]
+    if not rows:
+        return []
+    values = predictions.get_array("values")
+    targets = attributes.get("target_names")
+    names = targets
+    if attributes.get("task") == "classification":
+        names = attributes.get("classes") or [str(i) for i in range(values.shape[1])]
+    units = dict(zip(targets, attributes.get("units"), strict=True))
+    flagged: dict[str, str] = {}
+    spread = None
+    if isinstance(model, EnsembleData):
+        spread = predictions.get_array("std")
+        flagged = calculation.outputs.out_of_domain.get_dict()
+    records = []
+    for k in rows:
+        std = {} if spread is None else dict(zip(names, map(float, spread[k]), strict=True))
         records.append(
             PredictionRecord(
-                structure.uuid,
-                {k: data[k] for k in names},
-                data.get("units", {}),
-                model.uuid,
-                model.pk,
-                _training_dataset(model),
-                uuid,
-                process_type,
-                ctime.isoformat(),
-                _model_name(model),
-                std,
-                out_of_domain,
+                structure_uuid=ids[k],
+                values=dict(zip(names, map(float, values[k]), strict=True)),
+                units=units,
+                model_uuid=model.uuid,
+                model_pk=model.pk,
+                training_dataset_uuid=models.dataset(model),
+                process_uuid=calculation.uuid,
+                process_type=calculation.process_type or "",
+                date=calculation.ctime.isoformat(),
+                model=_model_name(model),
+                std=std,
+                out_of_domain=flagged.get(ids[k], "") if spread is not None else None,
             )
         )
+    return records
 
-    # batch predictions: structure -> create_dataset -> dataset -> cgcnn.predict -> ArrayData
-    from .calculations.predict import PredictCalculation
+
+def _derived_cells(structure: orm.StructureData, depth: int) -> list[orm.StructureData]:
+    """``structure`` and the cells calculations made from it (relaxed, primitive), ``depth`` steps deep."""
+    found = {structure.pk: structure}
+    frontier = [structure.pk]
+    for _ in range(depth):
+        if not frontier:
+            break
+        query = orm.QueryBuilder()
+        query.append(orm.StructureData, filters={"id": {"in": frontier}}, tag="structure")
+        query.append(orm.CalculationNode, with_incoming="structure", tag="calculation")
+        query.append(orm.StructureData, with_incoming="calculation", project="*")
+        frontier = []
+        for (node,) in query.all():
+            if node.pk not in found:
+                found[node.pk] = node
+                frontier.append(node.pk)
+    return list(found.values())
+
+
+def find_predictions(structure: orm.StructureData, derived: bool = True) -> list[PredictionRecord]:
+    """Every prediction recorded for ``structure``, oldest first (see the module documentation for the
+    rule). With ``derived``, also those of the cells calculations made from it, such as the phonopy
+    primitive cell the phonon comparison predicts for (their ``structure_uuid`` says which cell)."""
+    cells = _derived_cells(structure, DERIVED_DEPTH) if derived else [structure]
+    uuids = [cell.uuid for cell in cells]
+    models = _Models()
+    records: list[PredictionRecord] = []
 
     query = orm.QueryBuilder()
-    query.append(orm.StructureData, filters={"id": structure.pk}, tag="structure")
+    query.append(orm.StructureData, filters={"uuid": {"in": uuids}}, tag="structure")
+    query.append(orm.CalculationNode, with_incoming="structure", tag="process", project="*")
     query.append(
-        orm.CalcFunctionNode,
-        with_incoming="structure",
-        tag="build",
-        filters={"attributes.function_name": "create_dataset"},
+        PredictionData, with_incoming="process", filters={"attributes.structure": {"in": uuids}}, project="*"
     )
+    seen = set()
+    for process, record in query.all():
+        if record.pk not in seen:  # a process with several structures matches once per structure
+            seen.add(record.pk)
+            records.append(_from_record(record, process, models))
+
+    query = orm.QueryBuilder()
+    query.append(orm.StructureData, filters={"uuid": {"in": uuids}}, tag="structure")
+    query.append(orm.CalculationNode, with_incoming="structure", tag="build")
     query.append(CrystalDatasetData, with_incoming="build", tag="dataset")
     query.append(
         PredictCalculation,
         with_incoming="dataset",
         tag="predict",
-        project=["uuid", "process_type", "ctime"],
         filters={"attributes.exit_status": 0},
+        project="*",
     )
     query.append((ModelData, EnsembleData), with_outgoing="predict", project="*")
     query.append(orm.ArrayData, with_incoming="predict", edge_filters={"label": "predictions"}, project="*")
-    for uuid, process_type, ctime, model, predictions in query.all():
-        ids = predictions.get_array("ids")
-        rows = np.nonzero(ids == structure.uuid)[0]
-        if not len(rows):
-            continue  # skipped as invalid in that batch
-        values = predictions.get_array("values")[rows[0]]
-        names = predictions.base.attributes.get("target_names")
-        if predictions.base.attributes.get("task") == "classification":
-            names = predictions.base.attributes.get("classes") or [str(i) for i in range(len(values))]
-        units = dict(
-            zip(
-                predictions.base.attributes.get("target_names"),
-                predictions.base.attributes.get("units"),
-                strict=True,
-            )
-        )
-        std: dict[str, float] = {}
-        out_of_domain = None
-        if isinstance(model, EnsembleData):
-            std = dict(zip(names, map(float, predictions.get_array("std")[rows[0]]), strict=True))
-            flagged = orm.load_node(uuid).outputs.out_of_domain.get_dict()
-            out_of_domain = flagged.get(structure.uuid, "")
-        records.append(
-            PredictionRecord(
-                structure.uuid,
-                dict(zip(names, map(float, values), strict=True)),
-                units,
-                model.uuid,
-                model.pk,
-                _training_dataset(model),
-                uuid,
-                process_type,
-                ctime.isoformat(),
-                _model_name(model),
-                std,
-                out_of_domain,
-            )
-        )
+    done = set()
+    for calculation, model, predictions in query.all():
+        if calculation.pk not in done:
+            done.add(calculation.pk)
+            records += _from_batch(calculation, model, predictions, set(uuids), models)
+    return sorted(records, key=lambda r: r.date)
+
+
+def find_model_predictions(model: ModelData | EnsembleData) -> list[PredictionRecord]:
+    """Every prediction made with ``model``, oldest first: its records and every row of its finished
+    ``cgcnn.predict`` calculations."""
+    if not isinstance(model, (ModelData, EnsembleData)):
+        raise TypeError(f"{type(model).__name__}<{model.pk}> is not a ModelData or EnsembleData")
+    models = _Models()
+    records: list[PredictionRecord] = []
+    query = orm.QueryBuilder()
+    query.append(type(model), filters={"id": model.pk}, tag="model")
+    query.append(orm.CalculationNode, with_incoming="model", tag="process", project="*")
+    query.append(
+        PredictionData, with_incoming="process", filters={"attributes.model": model.uuid}, project="*"
+    )
+    for process, record in query.all():
+        records.append(_from_record(record, process, models))
+    query = orm.QueryBuilder()
+    query.append(type(model), filters={"id": model.pk}, tag="model")
+    query.append(
+        PredictCalculation,
+        with_incoming="model",
+        tag="predict",
+        filters={"attributes.exit_status": 0},
+        project="*",
+    )
+    query.append(orm.ArrayData, with_incoming="predict", edge_filters={"label": "predictions"}, project="*")
+    for calculation, predictions in query.all():
+        records += _from_batch(calculation, model, predictions, None, models)
     return sorted(records, key=lambda r: r.date)
 
 
 def list_models() -> list[dict[str, Any]]:
-    """Every stored model with its targets, units, test metrics, training dataset and date; then every
-    pretrained ensemble (``label`` set, ``test`` per target)."""
+    """Every stored model, oldest first, then every pretrained ensemble: ``kind`` (``CGCNN``,
+    ``de-CGCNN`` with descriptors, ...), targets and units, ``test_mae`` (target -> [MAE, unit]),
+    ``epochs``, ``label``, ``date`` and the training dataset (``dataset_pk`` when it is in the profile,
+    else the checkpoint's ``dataset_sha256``)."""
     rows = []
     query = orm.QueryBuilder().append(ModelData, project="*").order_by({ModelData: {"ctime": "asc"}})
     for (model,) in query.all():
@@ -177,33 +261,81 @@ def list_models() -> list[dict[str, Any]]:
             {
                 "pk": model.pk,
                 "uuid": model.uuid,
+                "type": "ModelData",
+                "kind": model.kind,
                 "architecture": model.base.attributes.get("architecture"),
                 "pooling": model.base.attributes.get("pooling"),
+                "descriptors": model.descriptors,
                 "targets": model.targets,
                 "units": model.units,
                 "test": model.metrics.get("test", {}),
+                "test_mae": {k: list(v) for k, v in model.mae_per_target().items()},
+                "epochs": model.base.attributes.get("epochs"),
                 "dataset_pk": None if dataset is None else dataset.pk,
                 "dataset_size": None if dataset is None else dataset.size,
+                "dataset_sha256": model.dataset_sha256,
                 "date": model.ctime.isoformat(),
-                "label": "",
+                "label": model.label,
             }
         )
     query = orm.QueryBuilder().append(EnsembleData, project="*").order_by({EnsembleData: {"ctime": "asc"}})
     for (ensemble,) in query.all():
         metrics = ensemble.metrics
+        architecture = ensemble.base.attributes.get("architecture") or "cgcnn"
         rows.append(
             {
                 "pk": ensemble.pk,
                 "uuid": ensemble.uuid,
-                "architecture": ensemble.base.attributes.get("architecture"),
+                "type": "EnsembleData",
+                "kind": f"{architecture.upper()} ensemble of {ensemble.base.attributes.get('members')}",
+                "architecture": architecture,
                 "pooling": ensemble.base.attributes.get("pooling"),
+                "descriptors": [],
                 "targets": ensemble.targets,
                 "units": ensemble.units,
                 "test": {name: metrics.get(name, {}) for name in ensemble.targets},
+                "test_mae": {k: list(v) for k, v in ensemble.mae_per_target().items()},
+                "epochs": None,
                 "dataset_pk": None,
                 "dataset_size": None,
+                "dataset_sha256": ensemble.base.attributes.get("dataset_sha256"),
                 "date": ensemble.ctime.isoformat(),
                 "label": ensemble.model_label,
+            }
+        )
+    return rows
+
+
+def list_datasets() -> list[dict[str, Any]]:
+    """Every stored dataset, oldest first: size, targets and units, elements, descriptor features,
+    ``sha256`` (of the file), ``dataset_sha256`` (of the content), label, date and how many models
+    were trained on it in this profile."""
+    rows = []
+    query = (
+        orm.QueryBuilder()
+        .append(CrystalDatasetData, project="*")
+        .order_by({CrystalDatasetData: {"ctime": "asc"}})
+    )
+    for (dataset,) in query.all():
+        trained = orm.QueryBuilder()
+        trained.append(CrystalDatasetData, filters={"id": dataset.pk}, tag="dataset")
+        trained.append(orm.CalcJobNode, with_incoming="dataset", tag="train")
+        trained.append(ModelData, with_incoming="train")
+        rows.append(
+            {
+                "pk": dataset.pk,
+                "uuid": dataset.uuid,
+                "label": dataset.label,
+                "size": dataset.size,
+                "targets": dataset.target_names,
+                "units": dataset.units,
+                "task": dataset.base.attributes.get("task"),
+                "elements": dataset.base.attributes.get("elements", []),
+                "features": len(dataset.base.attributes.get("feature_names") or []),
+                "sha256": dataset.sha256,
+                "dataset_sha256": dataset.dataset_sha256,
+                "models": trained.count(),
+                "date": dataset.ctime.isoformat(),
             }
         )
     return rows

@@ -77,7 +77,8 @@ class CGCNNCalculator(Calculator):
     record
         Store each prediction in the AiiDA provenance graph through the ``predict_structures``
         calcfunction (needs ``ModelData`` models and a loaded profile), so that it shows up in
-        :func:`~aiida_cgcnn.provenance.find_predictions`.
+        :func:`~aiida_cgcnn.provenance.find_predictions`. The same ``Atoms`` predicted again reuse
+        their stored ``StructureData`` (found by content hash).
     names
         Property names by target name, overriding :func:`property_name`.
     """
@@ -218,36 +219,21 @@ class CGCNNCalculator(Calculator):
         return outputs
 
     def _recorded(self, images: list) -> list[tuple[np.ndarray, list[np.ndarray] | None]]:
-        from aiida import orm
+        from .record import record_model
 
-        from ..calculations.functions import predict_structures
-
-        structures = {f"s{k}": orm.StructureData(ase=a) for k, a in enumerate(images)}
-        self.recorded_structures = list(structures.values())
         outputs = []
         for model, predictor in zip(self.models, self.predictors, strict=True):
-            result = predict_structures(model=model, **structures)
             columns = _classes(predictor) if predictor.task == "classification" else predictor.target_names
-            values = np.array([[result[label][c] for c in columns] for label in structures])
-            sites = None
-            if predictor.model.head.per_site:
-                sites = [np.asarray(result[label]["site_contributions"]) for label in structures]
+            site_targets = predictor.target_names if predictor.model.head.per_site else []
+            self.recorded_structures, values, sites = record_model(model, images, columns, site_targets)
             outputs.append((values, sites))
         return outputs
 
     def _recorded_ensemble(self, images: list) -> list[dict[str, Any]]:
         """Rows as :meth:`EnsemblePrediction.rows` gives them, from the recorded calcfunction's outputs."""
-        from aiida import orm
+        from .record import record_ensemble
 
-        from ..calculations.functions import predict_structures
-
-        structures = {f"s{k}": orm.StructureData(ase=a) for k, a in enumerate(images)}
-        self.recorded_structures = list(structures.values())
-        result = predict_structures(model=self.models[0], **structures)
-        rows = []
-        for label in structures:
-            data = result[label].get_dict()
-            rows.append({**data, **{f"{t}_pred": data[t] for t in self.ensemble.target_names}})
+        self.recorded_structures, rows = record_ensemble(self.models[0], images)
         return rows
 
     def _predict(self, images: list) -> dict[str, Any]:

@@ -20,7 +20,9 @@ class CrystalDatasetData(orm.SinglefileData):
     """A dataset file (``.npz``, see :mod:`aiida_cgcnn.training.dataset`) in the node's repository.
 
     Attributes: ``size``, ``target_names``, ``units``, ``task``, ``classes``, ``elements``,
-    ``feature_names`` (stored descriptors), ``sha256`` (of the file) and ``structure_sha256``.
+    ``feature_names`` (stored descriptors), ``sha256`` (of the file), ``structure_sha256`` and
+    ``dataset_sha256`` (of the content, :meth:`CrystalDataset.sha256`: what a checkpoint records as
+    its training data, so a model trained on the command line finds its dataset node).
     """
 
     _FILENAME = "dataset.npz"
@@ -65,13 +67,28 @@ class CrystalDatasetData(orm.SinglefileData):
                 "elements": header["elements"],
                 "feature_names": header["feature_names"],
                 "structure_sha256": header["structure_sha256"],
+                "dataset_sha256": dataset.sha256(),
                 "sha256": hashlib.sha256(content).hexdigest(),
             }
         )
+        targets = ", ".join(
+            f"{name} [{unit}]" if unit else name
+            for name, unit in zip(header["target_names"], header["units"], strict=True)
+        )
+        if not self.description:
+            self.description = (
+                f"{header['size']} structures of {', '.join(header['elements'][:12])}; targets {targets}"
+                + (f"; {len(header['feature_names'])} descriptor features" if header["feature_names"] else "")
+            )
 
     @property
     def sha256(self) -> str:
-        return self.base.attributes.get("sha256")
+        return t.cast(str, self.base.attributes.get("sha256"))
+
+    @property
+    def dataset_sha256(self) -> str | None:
+        """sha256 of the content (structures, ids, targets); None for a node stored before it was kept."""
+        return t.cast("str | None", self.base.attributes.get("dataset_sha256"))
 
     @property
     def size(self) -> int:

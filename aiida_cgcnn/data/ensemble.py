@@ -14,6 +14,7 @@ import typing as t
 
 from aiida import orm
 
+from ..ensemble import Ensemble
 from ..pretrained.registry import sha256_file
 from ..training.checkpoint import load_checkpoint
 
@@ -167,8 +168,17 @@ class EnsembleData(orm.FolderData):
         return self.base.attributes.get("basis")
 
     @property
-    def metrics(self) -> dict:
-        return self.base.attributes.get("metrics", {})
+    def metrics(self) -> dict[str, t.Any]:
+        return t.cast("dict[str, t.Any]", self.base.attributes.get("metrics", {}))
+
+    def mae_per_target(self) -> dict[str, tuple[float, str]]:
+        """Test MAE per target with its unit, as measured when the ensemble was built."""
+        metrics = self.metrics
+        return {
+            name: (float(metrics[name]["mae"]), unit)
+            for name, unit in zip(self.targets, self.units, strict=True)
+            if "mae" in metrics.get(name, {})
+        }
 
     @property
     def member_files(self) -> list[str]:
@@ -193,16 +203,8 @@ class EnsembleData(orm.FolderData):
             (folder / name).write_bytes(self.base.repository.get_object_content(name, mode="rb"))
         return folder
 
-    def get_ensemble(self):
-        """The :class:`~aiida_cgcnn.ensemble.Ensemble` of this node (members loaded into memory)."""
-        from ..ensemble import Ensemble
-
+    def get_ensemble(self) -> Ensemble:
+        """The :class:`~aiida_cgcnn.ensemble.Ensemble` of this node (members loaded into memory); for an
+        ASE calculator: ``CGCNNCalculator(model=node)`` (``record=True`` stores its predictions)."""
         with tempfile.TemporaryDirectory(prefix="cgcnn-ensemble-") as tmp:
             return Ensemble.from_directory(self.export(tmp))
-
-    def calculator(self, **kwargs):
-        """An ASE :class:`~aiida_cgcnn.ase.CGCNNCalculator` with this ensemble's mean, calibrated
-        ``<name>_std``, per-atom values and ``out_of_domain``."""
-        from ..ase import CGCNNCalculator
-
-        return CGCNNCalculator(model=self.get_ensemble(), **kwargs)

@@ -9,6 +9,7 @@ import typing as t
 from aiida import orm
 
 from ..training.checkpoint import load_checkpoint
+from .dataset import CrystalDatasetData
 
 __all__ = ["ModelData"]
 
@@ -62,11 +63,16 @@ class ModelData(orm.SinglefileData):
                 "descriptors": list(checkpoint.get("feature_names", [])),
                 "graph_settings": _plain(checkpoint["graph_settings"]),
                 "metrics": _plain(checkpoint.get("metrics", {})),
+                "epochs": _epochs(checkpoint),
                 "dataset_sha256": checkpoint.get("dataset", {}).get("sha256"),
+                "dataset_size": checkpoint.get("dataset", {}).get("size"),
                 "package_version": checkpoint.get("package_version"),
                 "sha256": hashlib.sha256(content).hexdigest(),
             }
         )
+        self.label = self.label or self.summary
+        if not self.description:
+            self.description = _description(self.base.attributes.all)
 
     @staticmethod
     def _load(content: bytes) -> dict:
@@ -79,17 +85,19 @@ class ModelData(orm.SinglefileData):
 
     @classmethod
     def get_or_create(cls, path: str | pathlib.Path, store: bool = True) -> ModelData:
-        """The stored node of an identical checkpoint file, or a new (stored) one."""
-        digest = hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+        """The stored node of an identical checkpoint file, or a new (stored) one; ``path`` may be
+        relative to the working directory."""
+        path = pathlib.Path(path).resolve()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
         existing = (
             orm.QueryBuilder()
             .append(cls, filters={"attributes.sha256": digest}, project="*")
             .first(flat=True)
         )
         if existing is not None:
-            return existing
-        node = cls(pathlib.Path(path))
-        return node.store() if store else node
+            return t.cast(ModelData, existing)
+        node = cls(path)
+        return t.cast(ModelData, node.store()) if store else node
 
     @property
     def sha256(self) -> str:
@@ -104,8 +112,40 @@ class ModelData(orm.SinglefileData):
         return self.base.attributes.get("units")
 
     @property
-    def metrics(self) -> dict:
-        return self.base.attributes.get("metrics", {})
+    def metrics(self) -> dict[str, t.Any]:
+        return t.cast("dict[str, t.Any]", self.base.attributes.get("metrics", {}))
+
+    @property
+    def descriptors(self) -> list[str]:
+        """Names of the descriptor features of a hybrid (de-CGCNN, de-ALIGNN); empty otherwise."""
+        return t.cast("list[str]", self.base.attributes.get("descriptors", []))
+
+    @property
+    def dataset_sha256(self) -> str | None:
+        """sha256 of the training dataset's content (``CrystalDataset.sha256``), from the checkpoint."""
+        return t.cast("str | None", self.base.attributes.get("dataset_sha256"))
+
+    @property
+    def kind(self) -> str:
+        """``CGCNN``, ``ALIGNN``, or ``de-CGCNN``/``de-ALIGNN`` for a hybrid with descriptors."""
+        return model_kind(self.base.attributes.get("architecture", "cgcnn"), bool(self.descriptors))
+
+    @property
+    def summary(self) -> str:
+        """One line: kind, pooling, targets with units, epochs, e.g.
+        ``de-CGCNN (mean) U [kJ/mol], Cv [J/(K mol)]; 40 epochs``."""
+        attributes = self.base.attributes
+        targets = ", ".join(
+            f"{name} [{unit}]" if unit else name for name, unit in zip(self.targets, self.units, strict=True)
+        )
+        epochs = attributes.get("epochs")
+        trained = f"; {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else ""
+        return f"{self.kind} ({attributes.get('pooling', 'mean')}) {targets}{trained}"
+
+    def mae_per_target(self) -> dict[str, tuple[float, str]]:
+        """Test MAE per target with its unit (for a classifier: ``accuracy`` with unit ``""``); empty
+        when the checkpoint has no test metrics. Never averaged across targets of different units."""
+        return mae_per_target(self.metrics, self.targets, self.units)
 
     def get_checkpoint(self) -> dict:
         """The checkpoint dictionary (``weights_only=True``)."""
@@ -117,27 +157,79 @@ class ModelData(orm.SinglefileData):
 
         return Predictor(self.get_checkpoint(), device=device)
 
-    def calculator(self, **kwargs):
-        """An ASE :class:`~aiida_cgcnn.ase.CGCNNCalculator` for this model (``record=True`` to store
-        its predictions in the provenance graph)."""
-        from ..ase import CGCNNCalculator
-
-        return CGCNNCalculator(self, **kwargs)
-
-    def get_training_dataset(self):
-        """The ``CrystalDatasetData`` this model was trained on, if its training is in the graph."""
-        from .dataset import CrystalDatasetData
-
+    def get_training_dataset(self) -> CrystalDatasetData | None:
+        """The ``CrystalDatasetData`` this model was trained on: the dataset input of its training in
+        the graph, else a stored dataset whose content has the checkpoint's ``dataset_sha256`` (a model
+        imported from a command-line run); None if neither is in the profile."""
         creator = self.creator
-        if creator is None:
+        if creator is not None:
+            link = creator.base.links.get_incoming(node_class=CrystalDatasetData).first()
+            if link is not None:
+                return t.cast(CrystalDatasetData, link.node)
+        digest = self.dataset_sha256
+        if not digest:
             return None
-        dataset = creator.base.links.get_incoming(node_class=CrystalDatasetData).first()
-        return None if dataset is None else dataset.node
+        query = orm.QueryBuilder().append(
+            CrystalDatasetData, filters={"attributes.dataset_sha256": digest}, project="*"
+        )
+        return t.cast("CrystalDatasetData | None", query.first(flat=True))
 
     def export(self, path: str | pathlib.Path) -> pathlib.Path:
         path = pathlib.Path(path)
         path.write_bytes(self.get_content(mode="rb"))
         return path
+
+
+def model_kind(architecture: str, hybrid: bool) -> str:
+    """``CGCNN``/``ALIGNN``, or ``de-CGCNN``/``de-ALIGNN`` for a descriptor hybrid."""
+    name = architecture.upper()
+    return f"de-{name}" if hybrid else name
+
+
+def mae_per_target(
+    metrics: dict[str, t.Any], targets: list[str], units: list[str]
+) -> dict[str, tuple[float, str]]:
+    """Per target the test MAE and its unit, from a checkpoint's metrics (``per_target`` where the model
+    has several targets); a classifier's accuracy under ``accuracy``."""
+    test = metrics.get("test") or {}
+    if "accuracy" in test:
+        return {"accuracy": (float(test["accuracy"]), "")}
+    per_target = test.get("per_target") or {}
+    if len(targets) > 1:
+        return {
+            name: (float(per_target[name]["mae"]), unit)
+            for name, unit in zip(targets, units, strict=True)
+            if "mae" in per_target.get(name, {})
+        }
+    if "mae" in test and targets:
+        return {targets[0]: (float(test["mae"]), units[0])}
+    return {}
+
+
+def _epochs(checkpoint: dict[str, t.Any]) -> int | None:
+    """Epochs trained: the metrics' count, else the checkpoint's history."""
+    metrics = checkpoint.get("metrics") or {}
+    if "epochs_run" in metrics:
+        return int(metrics["epochs_run"])
+    history = checkpoint.get("history")
+    return len(history) if history else None
+
+
+def _description(attributes: dict[str, t.Any]) -> str:
+    descriptors = attributes.get("descriptors") or []
+    parts = [f"{attributes.get('architecture', 'cgcnn')} checkpoint, sha256 {attributes['sha256'][:12]}"]
+    if descriptors:
+        parts.append(f"{len(descriptors)} descriptor features ({', '.join(descriptors[:4])}...)")
+    if attributes.get("dataset_sha256"):
+        size = attributes.get("dataset_size")
+        parts.append(
+            f"trained on dataset sha256 {attributes['dataset_sha256'][:12]}"
+            + (f" ({size} structures)" if size else "")
+        )
+    errors = mae_per_target(attributes.get("metrics") or {}, attributes["targets"], attributes["units"])
+    if errors:
+        parts.append("test MAE " + ", ".join(f"{k} {v:.4g} {u}".rstrip() for k, (v, u) in errors.items()))
+    return "; ".join(parts)
 
 
 def _absolute(file):

@@ -150,11 +150,12 @@ def _pretrained_phonons(echo: Callable[[str], None]) -> int:
     )
     for label, structure in structures.items():
         data = outputs[label].get_dict()
+        values, std = data["values"], data["std"]
         flag = f"  OUT OF DOMAIN: {data['out_of_domain']}" if data["out_of_domain"] else ""
         echo(
             f"   {structure.get_formula():8s} {data['cell_atoms']:>3d} -> {data['basis_atoms']:<3d}  "
-            f"{data['U']:8.2f} ± {data['U_std']:5.2f}  {data['Cv']:8.2f} ± {data['Cv_std']:5.2f}  "
-            f"{data['Cv_per_atom']:6.2f} ± {data['Cv_per_atom_std']:4.2f}{flag}"
+            f"{values['U']:8.2f} ± {std['U']:5.2f}  {values['Cv']:8.2f} ± {std['Cv']:5.2f}  "
+            f"{data['per_atom']['Cv']:6.2f} ± {data['per_atom_std']['Cv']:4.2f}{flag}"
         )
     record = find_predictions(structures["nacl"])[-1]
     echo(f"   find_predictions(NaCl): Cv {record.values['Cv']:.2f} {record.units['Cv']} by {record.model}")

@@ -52,9 +52,10 @@ def test_predict_calcjob_calcfunction_and_provenance_query(cgcnn_code, trained, 
 
     # the quick calcfunction, recorded
     outputs = predict_structures(model=trained, first=structures[0], second=structures[1])
-    assert outputs["first"]["emt_energy"] == pytest.approx(values[0, 0], rel=1e-5)
-    assert len(outputs["first"]["site_contributions"]) == len(structures[0].sites)
-    assert np.mean(outputs["first"]["site_contributions"], axis=0)[0] == pytest.approx(values[0, 0], rel=1e-5)
+    assert outputs["first"]["values"]["emt_energy"] == pytest.approx(values[0, 0], rel=1e-5)
+    sites = outputs["first"]["site_contributions"]["emt_energy"]
+    assert len(sites) == len(structures[0].sites)
+    assert np.mean(sites) == pytest.approx(values[0, 0], rel=1e-5)
 
     # one query: every prediction for a structure, with value, unit, model, training dataset and date
     records = find_predictions(structures[0])

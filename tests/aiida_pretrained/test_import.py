@@ -67,7 +67,9 @@ def test_import_is_idempotent_and_records_where_the_model_came_from(aiida_profil
     shipped = Ensemble.pretrained(installed_model).predict([perovskite()], ids=["SrTiO3"])
     assert ours.mean.tolist() == shipped.mean.tolist() and ours.std.tolist() == shipped.std.tolist()
     atoms = AseAtomsAdaptor.get_atoms(perovskite())
-    atoms.calc = node.calculator()
+    from aiida_cgcnn.ase import CGCNNCalculator
+
+    atoms.calc = CGCNNCalculator(model=node)
     assert atoms.calc.get_property("heat_of_formation", atoms) == pytest.approx(
         float(shipped.mean[0, 0]), rel=1e-6
     )

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from aiida_cgcnn.calculations.functions import dataset_from_structures, predict_structures
 from aiida_cgcnn.calculations.predict import PredictCalculation
-from aiida_cgcnn.cli.provenance import model_group
+from aiida_cgcnn.cli.verdi import model_group
 from aiida_cgcnn.data.pretrained import import_pretrained
 from aiida_cgcnn.ensemble import Ensemble, OutOfDomainWarning
 from aiida_cgcnn.provenance import find_predictions, list_models
@@ -61,12 +61,13 @@ def test_calcfunction_and_calcjob_give_the_ensemble_mean_std_and_flags(
         outputs = predict_structures(model=ensemble_node, **perovskites)
     for k, key in enumerate(CRYSTALS):
         record = outputs[key].get_dict()
-        assert record[target] == pytest.approx(reference.mean[k, 0], rel=1e-6)
-        assert record[f"{target}_std"] == pytest.approx(reference.std[k, 0], rel=1e-6)
+        assert record["values"][target] == pytest.approx(reference.mean[k, 0], rel=1e-6)
+        assert record["std"][target] == pytest.approx(reference.std[k, 0], rel=1e-6)
         assert record["units"] == {target: unit}
         assert record["basis"] == {target: ensemble_node.basis[0]}
         assert record["basis_atoms"] == record["cell_atoms"] == 5
-        assert record["model"] == ensemble_node.model_label
+        assert record["model"] == ensemble_node.uuid and record["model_label"] == ensemble_node.model_label
+        assert record["structure"] == perovskites[key].uuid
         assert bool(record["out_of_domain"]) == (key == "putio3")
     assert "Pu" in outputs["putio3"]["out_of_domain"]
 

@@ -68,7 +68,7 @@ def phonopy_data_from_calculation(calculation: PhonopyCalculation) -> PhonopyDat
 
 
 def import_phonopy_calculation(
-    path: str | os.PathLike, name: str | None = None, store: bool = True
+    path: str | os.PathLike[str], name: str | None = None, store: bool = True
 ) -> PhonopyData:
     """Read a phonopy calculation (phonondb archive or folder, phonopy yaml) into a ``PhonopyData``."""
     data = phonopy_data_from_calculation(read_phonopy_calculation(path, name=name))
@@ -151,7 +151,7 @@ def phonopy_setup(
         )
     if preprocess.kinds_map is None:  # the plain case: cells from our own phonopy, no new symmetry search
         phonon.dataset = preprocess.displacement_dataset
-        cells = phonon.supercells_with_displacements
+        cells = phonon.supercells_with_displacements or []
         digits = len(str(len(cells)))
         supercells = {
             f"supercell_{str(k + 1).zfill(digits)}": phonopy_atoms_to_structure(cell, None, preprocess.pbc)
@@ -240,7 +240,7 @@ def _model_targets(temperature: float, model: Any, model_u: Any, model_cv: Any) 
     return chosen
 
 
-def _predict(node: Any, atoms: list, labels: list[str]) -> Any:
+def _predict(node: Any, atoms: list[Any], labels: list[str]) -> Any:
     """A ModelData's predictions, or an EnsembleData's (mean, calibrated std, domain flags)."""
     if hasattr(node, "get_ensemble"):
         return node.get_ensemble().predict(atoms, ids=labels, skip_invalid=True, warn=False)
@@ -274,7 +274,8 @@ def predict_phonon_properties(
     (``U_kJmol``, ``Cv_JKmol``, ``temperature_K``, the models' UUIDs and targets; for an ensemble
     also ``U_kJmol_std``/``Cv_JKmol_std``, its calibrated spread, and ``out_of_domain`` when the
     crystal lies outside its training data) and ``skipped``: structures a model could not take,
-    with the reason.
+    with the reason. ``records.<label>.<model port>`` are the same predictions as ``PredictionData``
+    (one per structure and model), which ``find_predictions`` finds.
     """
     chosen = _model_targets(temperature.value, model, model_u, model_cv)
     labels = sorted(structures)
@@ -312,7 +313,41 @@ def predict_phonon_properties(
                 "per": "mole of cells as given (the phonopy primitive cell)",
             }
         )
-    return {"predictions": outputs, "skipped": orm.Dict(skipped)}
+    return {
+        "predictions": outputs,
+        "skipped": orm.Dict(skipped),
+        "records": _records(structures, outputs, chosen),
+    }
+
+
+def _records(
+    structures: dict[str, Any], outputs: dict[str, orm.Dict], chosen: dict[str, Any]
+) -> dict[str, Any]:
+    """The predictions as ``PredictionData``, one per structure and model input."""
+    from ...data.prediction import PredictionData
+    from .predict import model_label
+
+    ports = {"U": "model_u", "Cv": "model_cv"}
+    by_model: dict[str, list[str]] = {}
+    for prop, (node, _) in chosen.items():
+        by_model.setdefault(node.uuid, []).append(prop)
+    records: dict[str, Any] = {}
+    for label, output in outputs.items():
+        for props in by_model.values():
+            node = chosen[props[0]][0]
+            port = "model" if len(props) == 2 else ports[props[0]]
+            keys = {prop: PROPERTIES[prop]["key"] for prop in props}
+            records.setdefault(label, {})[port] = PredictionData.create(
+                structures[label],
+                node,
+                model_label(node),
+                values={prop: output[key] for prop, key in keys.items()},
+                units={prop: PROPERTIES[prop]["unit"] for prop in props},
+                std={prop: output[f"{key}_std"] for prop, key in keys.items() if f"{key}_std" in output},
+                out_of_domain=output.get("out_of_domain", "") if hasattr(node, "get_ensemble") else None,
+                temperature_K=output["temperature_K"],
+            )
+    return records
 
 
 @calcfunction
