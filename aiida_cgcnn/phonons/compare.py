@@ -7,7 +7,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -22,8 +22,16 @@ __all__ = [
     "parity_plot_png",
 ]
 
+
 #: The compared properties: key in reference records, unit, and the names a model's target may have.
-PROPERTIES = {
+class PhononProperty(TypedDict):
+    key: str  # its key in a reference's or a prediction's values
+    unit: str
+    label: str  # for plots and tables
+    names: tuple[str, ...]  # target names (lower case) a model may give it
+
+
+PROPERTIES: dict[str, PhononProperty] = {
     "U": {
         "key": "U_kJmol",
         "unit": "kJ/mol",
@@ -208,8 +216,8 @@ def parity_figure(
         ax.scatter(ref, pred, s=18, alpha=0.8)
         for label, x, y in zip(panels[prop].get("labels") or [], ref, pred, strict=False):
             ax.annotate(str(label), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
-        spec = PROPERTIES.get(prop, {})
-        label, unit = spec.get("label", prop), spec.get("unit", "")
+        spec = PROPERTIES.get(prop)
+        label, unit = (spec["label"], spec["unit"]) if spec else (prop, "")
         ax.set_xlabel(f"reference {label}")
         ax.set_ylabel(f"predicted {label}")
         mae, ratio = panels[prop].get("mae"), panels[prop].get("mae_over_mad")
