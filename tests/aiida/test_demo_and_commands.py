@@ -7,7 +7,7 @@ from aiida import orm
 from ase.build import bulk
 from click.testing import CliRunner
 
-from aiida_cgcnn.cli.provenance import model_group
+from aiida_cgcnn.cli.verdi import model_group
 from aiida_cgcnn.ensemble import Ensemble
 from aiida_cgcnn.workflows.demo import run_aiida_demo
 
@@ -50,5 +50,10 @@ def test_aiida_demo_and_provenance_commands(aiida_profile, aiida_localhost, tmp_
         model_group, ["export", str(model.pk), str(tmp_path / "m.pt")], catch_exceptions=False
     )
     assert (tmp_path / "m.pt").read_bytes() == model.get_content(mode="rb")
-    result = runner.invoke(model_group, ["predictions", str(model.pk)])
-    assert result.exit_code != 0 and "not a StructureData" in result.output
+    # every prediction of the model: the calcfunction's one and a row per structure of the CalcJob
+    result = runner.invoke(model_group, ["predictions", str(model.pk), "--json"], catch_exceptions=False)
+    made = json.loads(result.output)
+    assert len(made) == 1 + len(predict.outputs.predictions.get_array("ids"))
+    # a node that is neither a structure nor a model is named, with a non-zero exit and no traceback
+    result = runner.invoke(model_group, ["predictions", str(predict.pk)])
+    assert result.exit_code == 2 and str(predict.pk) in result.output and "Traceback" not in result.output

@@ -1,0 +1,118 @@
+"""``verdi data cgcnn.model|cgcnn.dataset`` and ``aiida-cgcnn provenance`` as a user runs them: the real
+executables of this environment on the test profile (passed by name), and in-process for the details."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from aiida_cgcnn.calculations.functions import dataset_from_structures, predict_structures
+from aiida_cgcnn.cli.verdi import dataset_group, model_group
+from aiida_cgcnn.data.model import ModelData
+from aiida_cgcnn.training.dataset import CrystalDataset
+from aiida_cgcnn.training.trainer import Trainer
+
+BIN = Path(sys.executable).parent
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+    }  # AIIDA_PATH: the test configuration, set by aiida's fixtures
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture
+def recorded(aiida_profile, alloy_data, structures, tmp_path):
+    """A model trained on a stored dataset (as on the command line), with predictions recorded."""
+    energies = alloy_data[1]
+    dataset_node = dataset_from_structures(structures, energies, ["emt_energy"], ["eV/atom"])
+    result = Trainer(
+        dataset_node.get_dataset(),
+        tmp_path / "run",
+        model_config={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16},
+        train_config={"epochs": 1, "batch_size": 8},
+        progress=False,
+    ).fit()
+    model = ModelData.get_or_create(result.best_checkpoint)
+    predict_structures(model=model, a=structures[0], b=structures[1])
+    return model, dataset_node
+
+
+def test_verdi_and_aiida_cgcnn_commands(aiida_profile, recorded, structures, tmp_path):
+    model, dataset = recorded
+    profile = aiida_profile.name
+
+    listed = _run(str(BIN / "verdi"), "-p", profile, "data", "cgcnn.model", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.split()[:1] == [str(model.pk)])
+    assert "CGCNN (mean)" in row and f"CrystalDatasetData<{dataset.pk}>" in row and " 1 " in row
+
+    shown = _run(
+        str(BIN / "verdi"), "-p", profile, "data", "cgcnn.dataset", "show", str(dataset.pk), cwd=tmp_path
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"{dataset.size}" in shown.stdout and "emt_energy [eV/atom]" in shown.stdout
+
+    # an unknown pk: a clear error and a non-zero exit, from both entry points
+    for command in (
+        [str(BIN / "verdi"), "-p", profile, "data", "cgcnn.model", "predictions", "99999"],
+        [str(BIN / "aiida-cgcnn"), "provenance", "-p", profile, "predictions", "99999"],
+    ):
+        missing = _run(*command, cwd=tmp_path)
+        assert missing.returncode != 0
+        assert "99999" in missing.stderr and "Traceback" not in missing.stderr, missing.stderr
+
+    made = _run(
+        str(BIN / "aiida-cgcnn"),
+        "provenance",
+        "-p",
+        profile,
+        "predictions",
+        str(model.pk),
+        "--json",
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    assert sorted(r["structure_uuid"] for r in json.loads(made.stdout)) == sorted(
+        [structures[0].uuid, structures[1].uuid]
+    )
+
+
+def test_show_export_and_errors_in_process(aiida_profile, recorded, structures, tmp_path):
+    model, dataset = recorded
+    runner = CliRunner()
+    result = runner.invoke(model_group, ["show", str(model.pk), "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["kind"] == "CGCNN" and shown["predictions"] == 2 and shown["epochs"] == 1
+    assert shown["training data"] == f"CrystalDatasetData<{dataset.pk}> ({dataset.size} structures)"
+
+    result = runner.invoke(model_group, ["export", model.uuid, str(tmp_path / "m.pt")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.pt").read_bytes() == model.get_content(mode="rb")
+    result = runner.invoke(dataset_group, ["export", str(dataset.pk), str(tmp_path / "d.npz")])
+    assert result.exit_code == 0, result.output
+    assert CrystalDataset.load(tmp_path / "d.npz").sha256() == dataset.dataset_sha256
+
+    result = runner.invoke(dataset_group, ["list"])
+    assert result.exit_code == 0 and f"{dataset.pk}" in result.output
+    line = next(x for x in result.output.splitlines() if x.split()[:1] == [str(dataset.pk)])
+    assert line.split()[1] == str(dataset.size) and "emt_energy" in line
+
+    result = runner.invoke(model_group, ["predictions", str(structures[0].pk)])
+    assert result.exit_code == 0 and "emt_energy = " in result.output and "eV/atom" in result.output
+    # a node of the wrong type is named as such, not a traceback
+    result = runner.invoke(model_group, ["show", str(dataset.pk)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    result = runner.invoke(dataset_group, ["show", str(model.pk)])
+    assert result.exit_code == 2 and str(model.pk) in result.output
+    assert np.isfinite(float(shown["test MAE"].split()[1]))
