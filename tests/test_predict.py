@@ -87,3 +87,51 @@ def test_a_csv_without_units_reads_with_empty_units(tmp_path):
         {"id": "", "e_pred": ""},
         [{"id": "x", "e_pred": 1.5}],
     )
+
+
+@pytest.fixture(scope="module")
+def feature_predictor(tmp_path_factory):
+    """A model with two per-structure features of the user's own beside the graph."""
+    structures, energies = emt_alloys(12, seed=5)
+    dataset, _ = CrystalDataset.from_structures(structures, energies, target_names=["e"], units=["eV/atom"])
+    dataset.features = np.random.default_rng(0).normal(size=(12, 2)) * [1.0, 5.0]
+    dataset.feature_names = ["f0", "f1"]
+    result = Trainer(
+        dataset,
+        tmp_path_factory.mktemp("features-run"),
+        model_config={"atom_fea_len": 8, "n_conv": 1},
+        train_config={"epochs": 2, "batch_size": 4, "lr": 0.02},
+        workers=1,
+        progress=False,
+    ).fit()
+    return Predictor.from_checkpoint(result.best_checkpoint), structures
+
+
+def test_user_features_stay_aligned_when_invalid_structures_are_skipped(feature_predictor):
+    """One structure invalid at the door (a molecule), one whose graph fails (an atom alone in a 20 Å
+    cell): the features of the three kept structures must still be theirs."""
+    from ase import Atoms
+
+    predictor, structures = feature_predictor
+    good = [structures[0], structures[1], structures[2]]
+    molecule = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+    lonely = Atoms("Cu", cell=[20.0, 20.0, 20.0], pbc=True)
+    features = np.array([[0.5, -4.0], [9.0, 9.0], [-1.0, 3.0], [-9.0, -9.0], [2.0, 0.0]])
+    mixed = [good[0], molecule, good[1], lonely, good[2]]
+    prediction = predictor.predict(mixed, ids=list("abcde"), features=features, skip_invalid=True)
+    assert prediction.ids == ["a", "c", "e"]
+    assert [s.id for s in prediction.skipped] == ["b", "d"]
+    alone = predictor.predict(good, ids=["a", "c", "e"], features=features[[0, 2, 4]])
+    np.testing.assert_allclose(prediction.values, alone.values, rtol=1e-12)
+    # the features matter to this model: moved by one row, they give other values
+    moved = predictor.predict(good, ids=["a", "c", "e"], features=features[[2, 4, 0]])
+    assert np.abs(moved.values - alone.values).max() > 1e-4
+
+    # a dataset carrying the features: the crystal whose graph fails goes with its row
+    dataset, _ = CrystalDataset.from_structures(
+        [good[0], lonely, good[1], good[2]], np.zeros(4), ids=["a", "d", "c", "e"]
+    )
+    dataset.features, dataset.feature_names = features[[0, 3, 2, 4]], ["f0", "f1"]
+    from_dataset = predictor.predict(dataset, skip_invalid=True)
+    assert from_dataset.ids == ["a", "c", "e"] and [s.id for s in from_dataset.skipped] == ["d"]
+    np.testing.assert_allclose(from_dataset.values, alone.values, rtol=1e-12)
