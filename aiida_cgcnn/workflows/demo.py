@@ -23,7 +23,7 @@ def get_or_create_code(computer_label: str = "localhost") -> orm.InstalledCode:
     query = orm.QueryBuilder().append(orm.Computer, filters={"id": computer.pk}, tag="computer")
     query.append(orm.InstalledCode, with_computer="computer", filters={"label": label}, project="*")
     for (code,) in query.all():
-        if str(code.filepath_executable) == executable:
+        if isinstance(code, orm.InstalledCode) and str(code.filepath_executable) == executable:
             return code
     if computer.get_default_mpiprocs_per_machine() is None:
         computer.set_default_mpiprocs_per_machine(1)
@@ -42,7 +42,7 @@ def run_aiida_demo(
     echo: Callable[[str], None] = print,
     computer_label: str = "localhost",
     pretrained: bool = True,
-) -> dict:
+) -> dict[str, int | None]:
     """Train and predict through AiiDA on the loaded profile; returns the node pks it made."""
     from ..calculations.functions import dataset_from_structures, predict_structures
     from ..calculations.predict import PredictCalculation
@@ -61,10 +61,11 @@ def run_aiida_demo(
 
     echo(f"2. Training CGCNN for {epochs} epochs with the cgcnn.train CalcJob (restart work chain) ...")
     builder = TrainWorkChain.get_builder()
-    builder.train.code = code
-    builder.train.dataset = dataset
-    builder.train.parameters = orm.Dict({"train": {"epochs": epochs, "batch_size": 32}})
-    builder.train.metadata.options.max_wallclock_seconds = 3600
+    train = builder["train"]  # a namespace of the builder (its attributes are made at run time)
+    train.code = code
+    train.dataset = dataset
+    train.parameters = orm.Dict({"train": {"epochs": epochs, "batch_size": 32}})
+    train.metadata.options.max_wallclock_seconds = 3600
     results, workchain = run_get_node(builder)
     if not workchain.is_finished_ok:
         raise RuntimeError(f"training failed: {workchain.exit_status} {workchain.exit_message}")
@@ -93,11 +94,13 @@ def run_aiida_demo(
     for structure, true in zip(new_structures, new_energies, strict=True):
         for record in find_predictions(structure):
             kind = "calcfunction" if "functions" in record.process_type else "CalcJob"
+            uuid = record.training_dataset_uuid
+            trained_on = uuid[:8] if uuid else "an unrecorded dataset"
             echo(
                 f"   StructureData<{structure.pk}> {structure.get_formula():>8s}  EMT {true:7.4f}  predicted "
                 f"{record.values['emt_energy']:7.4f} {record.units['emt_energy']}  "
                 f"by ModelData<{record.model_pk}> "
-                f"({kind}), trained on {record.training_dataset_uuid[:8]}"
+                f"({kind}), trained on {trained_on}"
             )
     values = outputs["predictions"].get_array("values")[:, 0]
     echo(f"   MAE on the unseen alloys: {np.mean(np.abs(values - new_energies)):.4f} eV/atom")
@@ -123,7 +126,7 @@ DEMO_CRYSTALS = [
 ]
 
 
-def _pretrained_phonons(echo: Callable[[str], None]) -> int:
+def _pretrained_phonons(echo: Callable[[str], None]) -> int | None:
     """U and Cv at 300 K with uncertainty from the shipped phonon ensemble, recorded in the graph."""
     import warnings
 
