@@ -199,9 +199,9 @@ def mae_per_target(
         return {
             name: (float(per_target[name]["mae"]), unit)
             for name, unit in zip(targets, units, strict=True)
-            if "mae" in per_target.get(name, {})
+            if per_target.get(name, {}).get("mae") is not None  # None: NaN metrics of a diverged model
         }
-    if "mae" in test and targets:
+    if test.get("mae") is not None and targets:
         return {targets[0]: (float(test["mae"]), units[0])}
     return {}
 
