@@ -102,6 +102,9 @@ class TrainCalculation(CalcJob):
             "num_machines": 1,
             "num_mpiprocs_per_machine": 1,
         }
+        # with a default no longer required (as plumpy makes ports declared with one): else
+        # get_builder_restart() fails on options stored without resources
+        spec.inputs["metadata"]["options"]["resources"].required = False
         spec.inputs["metadata"]["options"]["withmpi"].default = False
 
         spec.output("model", valid_type=ModelData, help="The best checkpoint on the validation set.")

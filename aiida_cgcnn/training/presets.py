@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..errors import ConfigError
+
 __all__ = ["PRESETS", "preset"]
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -32,5 +34,5 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def preset(name: str) -> dict[str, dict[str, Any]]:
     """A copy of the preset ``name`` (``{"model": {...}, "train": {...}}``)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return copy.deepcopy(PRESETS[name])

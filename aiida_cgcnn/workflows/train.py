@@ -13,6 +13,7 @@ from aiida.engine.processes.calcjobs import CalcJob
 from ..calculations.remote_cache import REUSE_OPTION
 from ..calculations.train import OUTPUT_DIR, TrainCalculation, time_budget
 from ..training.trainer import TrainConfig
+from .protocols import ProtocolMixin
 
 __all__ = ["TrainWorkChain"]
 
@@ -20,7 +21,7 @@ __all__ = ["TrainWorkChain"]
 _START = ("model", "parent_folder")
 
 
-class TrainWorkChain(BaseRestartWorkChain):
+class TrainWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """Run :class:`~aiida_cgcnn.calculations.train.TrainCalculation` until it completes.
 
     The inputs the training started from (``model`` to fine-tune, or ``parent_folder``) are kept: a
