@@ -92,7 +92,7 @@ def descriptors(
             writer = csv.writer(handle)
             writer.writerow(["id", *record.get("names", [])])
             for k, sid in enumerate(dataset_.ids):
-                row = []
+                row: list[int | str] = []
                 for name in record.get("names", []):
                     if name == "crys_sys":
                         one_hot = [
@@ -162,7 +162,15 @@ def baseline(
     dataset_, skipped = attach_descriptors(dataset_, names, workers=workers)
     split_ = split_from_checkpoint(split_from, dataset_) if split_from else None
     result = random_forest_baseline(
-        dataset_, split_, *split, seed=seed, n_estimators=n_estimators, n_jobs=jobs, output_dir=output_dir
+        dataset_,
+        split_,
+        train_ratio=split[0],
+        val_ratio=split[1],
+        test_ratio=split[2],
+        seed=seed,
+        n_estimators=n_estimators,
+        n_jobs=jobs,
+        output_dir=output_dir,
     )
     write_status(output_dir, "completed", "random forest fitted", skipped=[asdict(s) for s in skipped])
     test = result.metrics.get("test", {})

@@ -602,8 +602,9 @@ def predict(
     )
     result.write_csv(output, targets if has_targets else None)
     if sites and result.site_values is None:
+        head: Any = predictor.model.head
         click.echo(
-            f"No per-site contributions: the model pools with {predictor.model.head.pooling!r}; "
+            f"No per-site contributions: the model pools with {head.pooling!r}; "
             "only 'site' and 'sum' pooling give them.",
             err=True,
         )

@@ -433,18 +433,17 @@ class Trainer:
         table = atom_feature_table(tuple(self.atom_properties) if self.atom_properties else None)
         torch.manual_seed(self.config.seed)
         model = build_model(config, table)
+        head: Any = model.head
         if not self.classification:
             y = data.targets[train_idx]
-            if model.head.pooling == "sum":
+            if head.pooling == "sum":
                 y = y / data.num_atoms[train_idx, None]  # per-atom standardisation keeps sum exact
             std = y.std(axis=0)
-            model.head.set_normalisation(
-                torch.tensor(y.mean(axis=0)), torch.tensor(np.where(std > 0, std, 1.0))
-            )
+            head.set_normalisation(torch.tensor(y.mean(axis=0)), torch.tensor(np.where(std > 0, std, 1.0)))
         if data.features is not None:
             f = data.features[train_idx]
             std = f.std(axis=0)
-            model.head.set_normalisation(
+            head.set_normalisation(
                 extra_mean=torch.tensor(f.mean(axis=0)), extra_std=torch.tensor(np.where(std > 0, std, 1.0))
             )
         if self.init_from:
@@ -487,7 +486,7 @@ class Trainer:
     def _loss(self, model: nn.Module, output, batch) -> torch.Tensor:
         if self.classification:
             return nn.functional.cross_entropy(output.prediction, batch.targets[:, 0].long())
-        head = model.head
+        head: Any = model.head
         scale = head.target_std
         if head.pooling == "sum" and self.config.loss_per_atom:
             scale = scale * batch.num_atoms.float()[:, None]  # every crystal weighs alike, whatever its size
@@ -726,7 +725,7 @@ class Trainer:
             if improved:
                 run.best_score, run.best_epoch = score, epoch
         if self.world > 1:
-            shared = [improved, run.best_score, run.best_epoch]
+            shared: list[Any] = [improved, run.best_score, run.best_epoch]
             torch.distributed.broadcast_object_list(shared, src=0)
             improved, run.best_score, run.best_epoch = shared
         return improved

@@ -127,12 +127,13 @@ class ProtocolMixin:
         inputs = cls.get_protocol_inputs(protocol, overrides, architecture)
         train = dict(inputs.pop("train"))
         builder: ProcessBuilder = cls.get_builder()  # type: ignore[attr-defined]
-        builder.train.code = code
-        builder.train.dataset = dataset
-        builder.train.parameters = orm.Dict(train.pop("parameters"))
-        builder.train.metadata = train.pop("metadata", {})
+        calculation = builder["train"]
+        calculation["code"] = code
+        calculation["dataset"] = dataset
+        calculation["parameters"] = orm.Dict(train.pop("parameters"))
+        calculation["metadata"] = train.pop("metadata", {})
         for key, value in train.items():
-            builder.train[key] = value
+            calculation[key] = value
         for key, value in inputs.items():
             builder[key] = value
         return builder
