@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from aiida.parsers import Parser
 from ..data.model import ModelData
 from .status import STATUS_TO_EXIT, exit_code_of_status, exit_code_without_status, read_status
 
-__all__ = ["TrainParser", "learning_curve_array"]
+__all__ = ["TrainParser", "finite_or_none", "learning_curve_array"]
 
 _REQUIRED = ("best.pt", "metrics.json", "learning_curve.csv")
 
@@ -29,6 +30,18 @@ def learning_curve_array(text: str) -> orm.ArrayData:
     for key in rows[0] if rows else []:
         array.set_array(key, np.array([float(r[key]) if r[key] != "" else np.nan for r in rows]))
     return array
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as None: the database stores no NaN (the metrics of a
+    run whose loss has blown up but not yet diverged)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 class TrainParser(Parser):
@@ -54,7 +67,7 @@ class TrainParser(Parser):
             model = ModelData(path)
         self.out("model", model)
         metrics = json.loads(retrieved.base.repository.get_object_content("metrics.json", mode="r"))
-        self.out("metrics", orm.Dict(metrics))
+        self.out("metrics", orm.Dict(finite_or_none(metrics)))
         curve = retrieved.base.repository.get_object_content("learning_curve.csv", mode="r")
         self.out("learning_curve", learning_curve_array(str(curve)))
         if "test_predictions.csv" in listing:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, WorkChainSpec, process_handler, while_
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, ProcessSpec, process_handler, while_
 from aiida.engine.processes.calcjobs import CalcJob
 
 from ..calculations.remote_cache import REUSE_OPTION
@@ -31,7 +31,7 @@ class TrainWorkChain(ProtocolMixin, BaseRestartWorkChain):
     _process_class = TrainCalculation
 
     @classmethod
-    def define(cls, spec: WorkChainSpec) -> None:  # type: ignore[override]
+    def define(cls, spec: ProcessSpec) -> None:  # type: ignore[override]
         super().define(spec)
         spec.expose_inputs(TrainCalculation, namespace="train")
         spec.expose_outputs(TrainCalculation)

@@ -1,9 +1,13 @@
 """The restart work chain, each handler driven by a real failure of the real command."""
 
+from pathlib import Path
+
+import pytest
 import torch
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_cgcnn.calculations.remote_cache import remote_cache_directory
 from aiida_cgcnn.calculations.train import TrainCalculation
 from aiida_cgcnn.workflows.train import TrainWorkChain
 
@@ -78,3 +82,63 @@ def test_out_of_memory_halves_the_batch_size(aiida_code_installed, dataset_node,
     assert calcs[1].inputs.parameters["train"]["batch_size"] == 8
     # this model does not fit at any batch size: the work chain gives up after max_iterations
     assert node.exit_status == TrainWorkChain.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status
+
+
+@pytest.mark.slow
+def test_fine_tuning_weights_survive_a_resume_and_a_restart(cgcnn_code, dataset_node, small_model):
+    """Fine-tune -> stopped at the time budget -> resumed -> diverged: the third calculation starts
+    again from the fine-tuning weights (not from random ones), with a tenfold lower learning rate."""
+    builder = TrainCalculation.get_builder()
+    builder.code = cgcnn_code
+    builder.dataset = dataset_node
+    builder.parameters = orm.Dict({"model": small_model, "train": {"epochs": 2, "batch_size": 8, "seed": 1}})
+    results, _ = run_get_node(builder)
+    start = results["model"]
+
+    # SGD at lr 10 from these weights: a finite loss in epoch 0, NaN in epoch 1; the tiny time budget
+    # stops every calculation after one epoch
+    train = {"epochs": 2, "batch_size": 8, "seed": 1, "optimizer": "sgd", "lr": 10.0, "scheduler": "none"}
+    train.update(time_budget=0.01, time_margin=0.0)
+    chain = _builder(cgcnn_code, dataset_node, {"model": small_model, "train": train}, max_iterations=6)
+    chain.train.model = start
+    _, node = run_get_node(chain)
+    calcs = _calculations(node)
+    codes = TrainCalculation.exit_codes
+    assert [c.exit_status for c in calcs[:2]] == [
+        codes.STOPPED_BEFORE_WALLTIME.status,
+        codes.ERROR_LOSS_DIVERGED.status,
+    ]
+    assert calcs[0].inputs.model.uuid == start.uuid
+    assert calcs[1].inputs.parent_folder.uuid == calcs[0].outputs.remote_folder.uuid
+    assert "model" not in calcs[1].inputs  # the resumed run carries the fine-tuned weights in its checkpoint
+    third = calcs[2]
+    assert "parent_folder" not in third.inputs
+    assert third.inputs.model.uuid == start.uuid
+    assert third.inputs.parameters["train"]["lr"] == 1.0
+    assert node.is_finished_ok, node.exit_message
+
+
+def test_deleted_dataset_cache_is_uploaded_again(cgcnn_code, dataset_node, small_parameters):
+    """The cached dataset file deleted on the computer: the first calculation exits 311, the work chain
+    uploads the dataset with the next one, which succeeds, and later ones read the cache again."""
+    builder = TrainCalculation.get_builder()
+    builder.code = cgcnn_code
+    builder.dataset = dataset_node
+    builder.parameters = orm.Dict(small_parameters)
+    _, first = run_get_node(builder)
+    assert first.is_finished_ok
+    cached = Path(remote_cache_directory(cgcnn_code.computer)) / "datasets" / f"{dataset_node.sha256}.npz"
+    assert cached.is_file()
+    cached.unlink()
+
+    _, node = run_get_node(_builder(cgcnn_code, dataset_node, small_parameters))
+    calcs = _calculations(node)
+    assert calcs[0].exit_status == TrainCalculation.exit_codes.ERROR_REMOTE_DATASET_MISSING.status
+    assert "dataset.npz" not in calcs[0].outputs.remote_folder.listdir()
+    assert calcs[1].is_finished_ok and node.is_finished_ok
+    assert "dataset.npz" in calcs[1].outputs.remote_folder.listdir()
+    assert calcs[1].get_metadata_inputs()["metadata"]["options"]["reuse_remote_dataset"] is False
+    assert cached.is_file()
+    # the re-upload is for one calculation: the next one reads the cache again
+    _, again = run_get_node(builder)
+    assert again.is_finished_ok and "dataset.npz" not in again.outputs.remote_folder.listdir()
