@@ -27,7 +27,8 @@ from typing import Any
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, if_
+from aiida.engine import ExitCode, ToContext, WorkChain, if_
+from aiida.engine.processes.workchains.workchain import WorkChainSpec
 from aiida.plugins import WorkflowFactory
 from aiida_phonopy.calculations.functions.data_utils import (
     generate_phonopy_data,
@@ -49,21 +50,29 @@ from ..phonons.settings import PhononSettings
 __all__ = ["PhononReferenceWorkChain", "load_force_workchain"]
 
 
-def load_force_workchain(name: str):
+def load_force_workchain(name: str) -> type[WorkChain]:
     """A work chain class: an entry point (``phonopy.ase``) or an import path (``package.module:Class``)."""
+    found: Any
     if ":" in name:
         module, _, attribute = name.partition(":")
         try:
-            return getattr(importlib.import_module(module), attribute)
+            found = getattr(importlib.import_module(module), attribute)
         except (ImportError, AttributeError) as error:
             raise PhononInputError(f"cannot import the force work chain {name!r}: {error}") from error
-    try:
-        return WorkflowFactory(name)
-    except Exception as error:
-        raise PhononInputError(f"no work chain with entry point {name!r}: {error}") from error
+    else:
+        try:
+            found = WorkflowFactory(name)
+        except Exception as error:
+            raise PhononInputError(f"no work chain with entry point {name!r}: {error}") from error
+    if not (isinstance(found, type) and issubclass(found, WorkChain)):
+        raise PhononInputError(
+            f"the force workchain {name!r} is {found!r}, not a WorkChain class; name one that follows "
+            "aiida-phonopy's PhonopyWorkChain contract"
+        )
+    return found
 
 
-def validate_phonopy_settings(value: orm.Dict | None, _) -> str | None:
+def validate_phonopy_settings(value: orm.Dict | None, _: Any) -> str | None:
     if value is not None:
         try:
             PhononSettings.from_dict(value.get_dict())
@@ -72,7 +81,7 @@ def validate_phonopy_settings(value: orm.Dict | None, _) -> str | None:
     return None
 
 
-def validate_engine(value: orm.Dict | None, _) -> str | None:
+def validate_engine(value: orm.Dict | None, _: Any) -> str | None:
     if value is not None:
         try:
             EngineSpec.from_dict(value.get_dict())
@@ -81,7 +90,7 @@ def validate_engine(value: orm.Dict | None, _) -> str | None:
     return None
 
 
-def validate_temperatures(value: orm.List | None, _) -> str | None:
+def validate_temperatures(value: orm.List | None, _: Any) -> str | None:
     if value is not None:
         temperatures = value.get_list()
         if not temperatures or any(not isinstance(t, (int, float)) or t < 0 for t in temperatures):
@@ -89,7 +98,7 @@ def validate_temperatures(value: orm.List | None, _) -> str | None:
     return None
 
 
-def validate_force_workchain(value: orm.Str | None, _) -> str | None:
+def validate_force_workchain(value: orm.Str | None, _: Any) -> str | None:
     if value is not None:
         try:
             load_force_workchain(value.value)
@@ -131,7 +140,7 @@ def validate_inputs(inputs: dict[str, Any], ctx: Any = None) -> str | None:
     return None
 
 
-def _ase_forces(atoms, engine: dict):
+def _ase_forces(atoms: Any, engine: dict[str, Any]) -> Any:
     """Forces on ``atoms`` from the engine (run remotely through aiida-pythonjob; imports inside, so
     that the remote Python needs only ASE and the calculator's package)."""
     import importlib as _importlib
@@ -147,7 +156,7 @@ class PhononReferenceWorkChain(WorkChain):
     one crystal, with forces from an engine, a force work chain, or existing data."""
 
     @classmethod
-    def define(cls, spec):
+    def define(cls, spec: WorkChainSpec) -> None:  # type: ignore[override]  # as aiida's own Process.define
         super().define(spec)
         spec.input(
             "structure",
@@ -210,12 +219,13 @@ class PhononReferenceWorkChain(WorkChain):
         )
         spec.inputs.validator = validate_inputs
 
+        # aiida types the steps as Callable[[WorkChain], ...], which a subclass's methods are not
         spec.outline(
-            cls.setup,
-            if_(cls.should_relax)(cls.relax),
-            cls.set_up_displacements,
-            if_(cls.should_compute_forces)(cls.compute_forces, cls.inspect_forces),
-            cls.analyse,
+            cls.setup,  # type: ignore[arg-type]
+            if_(cls.should_relax)(cls.relax),  # type: ignore[arg-type]
+            cls.set_up_displacements,  # type: ignore[arg-type]
+            if_(cls.should_compute_forces)(cls.compute_forces, cls.inspect_forces),  # type: ignore[arg-type]
+            cls.analyse,  # type: ignore[arg-type]
         )
 
         spec.output(
@@ -269,6 +279,8 @@ class PhononReferenceWorkChain(WorkChain):
         if self.node.label:
             return self.node.label
         node = self.inputs.get("structure") or self.inputs.get("preprocess_data")
+        if node is None:  # the inputs' validator makes this impossible; still, a message needs a name
+            return f"{type(self).__name__}<{self.node.pk}>"
         return node.label or f"{type(node).__name__}<{node.pk}>"
 
     @property
@@ -281,7 +293,7 @@ class PhononReferenceWorkChain(WorkChain):
 
     # --- outline ---------------------------------------------------------------------------------
 
-    def setup(self):
+    def setup(self) -> None:
         # the context holds nodes only, so that checkpoints of the running work chain stay plain
         self.ctx.unitcell = self.inputs.get("structure")
         self.ctx.preprocess = self.inputs.get("preprocess_data")
@@ -290,7 +302,7 @@ class PhononReferenceWorkChain(WorkChain):
         engine = self.engine
         return engine is not None and engine.relax is not None
 
-    def relax(self):
+    def relax(self) -> ExitCode | None:
         """Relax the unit cell with the engine (universal potentials have their own minimum)."""
         structure = self.ctx.unitcell
         if structure is None:
@@ -298,7 +310,7 @@ class PhononReferenceWorkChain(WorkChain):
         try:
             result = relax_with_engine(structure, self.inputs.engine)
         except Exception as error:
-            return self.exit_codes.ERROR_RELAXATION_FAILED.format(name=self.name, error=f"{error}")
+            return self.exit_codes("ERROR_RELAXATION_FAILED").format(name=self.name, error=f"{error}")
         self.out("relaxed_structure", result["structure"])
         self.out("relaxation", result["relaxation"])
         if not result["relaxation"]["converged"]:
@@ -309,7 +321,7 @@ class PhononReferenceWorkChain(WorkChain):
         self.ctx.unitcell = result["structure"]
         return None
 
-    def set_up_displacements(self):
+    def set_up_displacements(self) -> ExitCode | None:
         """A ``PreProcessData`` with displacements (kept from ``preprocess_data`` unless relaxed), the
         primitive cell and, for an engine, the displaced supercells."""
         try:
@@ -323,7 +335,7 @@ class PhononReferenceWorkChain(WorkChain):
                 self.ctx.primitive = get_primitive(self.ctx.preprocess)
                 self.ctx.supercells = None
         except Exception as error:
-            return self.exit_codes.ERROR_INVALID_SETUP.format(name=self.name, error=f"{error}")
+            return self.exit_codes("ERROR_INVALID_SETUP").format(name=self.name, error=f"{error}")
         self.out("primitive_structure", self.ctx.primitive)
         self.ctx.phonopy_data = self.ctx.preprocess if _has_forces(self.ctx.preprocess) else None
         return None
@@ -331,7 +343,7 @@ class PhononReferenceWorkChain(WorkChain):
     def should_compute_forces(self) -> bool:
         return "engine" in self.inputs or "force_workchain" in self.inputs
 
-    def compute_forces(self):
+    def compute_forces(self) -> dict[str, Any] | ExitCode | None:
         if "force_workchain" in self.inputs:
             process = load_force_workchain(self.inputs.force_workchain.value)
             inputs = AttributeDict(dict(self.inputs.get("force_workchain_inputs", {})))
@@ -340,7 +352,7 @@ class PhononReferenceWorkChain(WorkChain):
             return ToContext(force_workchain=self.submit(process, **inputs))
         if "engine_code" in self.inputs:
             return ToContext(
-                force_workchain=self.submit(WorkflowFactory("phonopy.ase"), **self._pythonjob_inputs())
+                force_workchain=self.submit(load_force_workchain("phonopy.ase"), **self._pythonjob_inputs())
             )
         supercells = self.ctx.supercells
         if supercells is None:  # a given set-up (e.g. DFT displacements): its supercells
@@ -348,7 +360,7 @@ class PhononReferenceWorkChain(WorkChain):
         try:
             self.ctx.phonopy_data = engine_phonopy_data(self.ctx.preprocess, self.inputs.engine, **supercells)
         except Exception as error:
-            return self.exit_codes.ERROR_FORCES_FAILED.format(
+            return self.exit_codes("ERROR_FORCES_FAILED").format(
                 name=self.name, error=f"{type(error).__name__}: {error}"
             )
         return None
@@ -373,12 +385,12 @@ class PhononReferenceWorkChain(WorkChain):
             "metadata": {"call_link_label": "force_workchain", "label": self.name},
         }
 
-    def inspect_forces(self):
+    def inspect_forces(self) -> ExitCode | None:
         node = self.ctx.get("force_workchain")
         if node is None:  # forces came from the calcfunction
             return None
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_FORCE_WORKCHAIN_FAILED.format(
+            return self.exit_codes("ERROR_FORCE_WORKCHAIN_FAILED").format(
                 pk=node.pk, name=self.name, error=f"exit status {node.exit_status}: {node.exit_message}"
             )
         if "phonopy_data" in node.outputs:
@@ -387,16 +399,16 @@ class PhononReferenceWorkChain(WorkChain):
             forces = dict(node.outputs.supercells_forces)
             self.ctx.phonopy_data = generate_phonopy_data(preprocess_data=self.ctx.preprocess, **forces)
         else:
-            return self.exit_codes.ERROR_FORCE_WORKCHAIN_CONTRACT.format(pk=node.pk, name=self.name)
+            return self.exit_codes("ERROR_FORCE_WORKCHAIN_CONTRACT").format(pk=node.pk, name=self.name)
         return None
 
-    def analyse(self):
+    def analyse(self) -> ExitCode | None:
         try:
             thermal = phonon_thermal_properties(
                 self.ctx.phonopy_data, self.inputs.phonopy, self.inputs.temperatures
             )
         except Exception as error:
-            return self.exit_codes.ERROR_THERMAL_PROPERTIES_FAILED.format(
+            return self.exit_codes("ERROR_THERMAL_PROPERTIES_FAILED").format(
                 name=self.name, error=f"{type(error).__name__}: {error}"
             )
         self.out("phonopy_data", self.ctx.phonopy_data)

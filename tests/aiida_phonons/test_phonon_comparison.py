@@ -219,6 +219,10 @@ def test_reference_inputs_are_validated():
         run_get_node(PhononReferenceWorkChain, structure=structure)
     with pytest.raises(ValueError, match=r"no work chain with entry point 'no\.such'"):
         run_get_node(PhononReferenceWorkChain, structure=structure, force_workchain=orm.Str("no.such"))
+    # an import path to something that is not a work chain is refused at launch, not when submitted
+    not_a_workchain = orm.Str("aiida_cgcnn.phonons.settings:PhononSettings")
+    with pytest.raises(ValueError, match=r"PhononSettings.*is <class .*, not a WorkChain class"):
+        run_get_node(PhononReferenceWorkChain, structure=structure, force_workchain=not_a_workchain)
     assert PhononSettings.from_dict(EXACT).gamma_acoustic == "exclude"
 
 

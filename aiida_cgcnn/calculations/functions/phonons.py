@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from aiida import orm
@@ -83,8 +83,13 @@ def _name(node: orm.Node) -> str:
     return node.label or f"{type(node).__name__}<{node.pk}>"
 
 
+class RelaxationOutputs(TypedDict):
+    structure: orm.StructureData
+    relaxation: orm.Dict
+
+
 @calcfunction
-def relax_with_engine(structure: orm.StructureData, engine: orm.Dict) -> dict[str, orm.Data]:
+def relax_with_engine(structure: orm.StructureData, engine: orm.Dict) -> RelaxationOutputs:
     """Relax ``structure`` with the engine's calculator and ``engine['relax']`` settings.
 
     Returns the relaxed ``structure`` and a ``relaxation`` Dict: ``converged``, ``steps``,
