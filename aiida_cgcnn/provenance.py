@@ -16,6 +16,7 @@ No process or function name is looked at, so a new caller that records a ``Predi
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -85,7 +86,7 @@ class _Models:
     def get(self, uuid: str) -> ModelData | EnsembleData:
         if uuid not in self._nodes:
             self._nodes[uuid] = orm.load_node(uuid)
-        return self._nodes[uuid]
+        return t.cast("ModelData | EnsembleData", self._nodes[uuid])
 
     def dataset(self, model: ModelData | EnsembleData) -> str | None:
         if model.uuid not in self._datasets:
@@ -100,7 +101,7 @@ def _from_record(record: PredictionData, process: orm.ProcessNode, models: _Mode
         values=dict(record["values"]),
         units=dict(record["units"]),
         model_uuid=model.uuid,
-        model_pk=model.pk,
+        model_pk=t.cast(int, model.pk),
         training_dataset_uuid=models.dataset(model),
         process_uuid=process.uuid,
         process_type=process.process_type or "",
@@ -144,7 +145,7 @@ def _from_batch(
                 values=dict(zip(names, map(float, values[k]), strict=True)),
                 units=units,
                 model_uuid=model.uuid,
-                model_pk=model.pk,
+                model_pk=t.cast(int, model.pk),
                 training_dataset_uuid=models.dataset(model),
                 process_uuid=calculation.uuid,
                 process_type=calculation.process_type or "",

@@ -20,6 +20,9 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from ..predict import Predictor
 
+if typing.TYPE_CHECKING:
+    from ..ensemble import Ensemble
+
 __all__ = ["CGCNNCalculator", "property_name"]
 
 #: Stable property names for the targets of the package's datasets and the papers' properties.
@@ -83,7 +86,7 @@ class CGCNNCalculator(Calculator):
         Property names by target name, overriding :func:`property_name`.
     """
 
-    default_parameters: typing.ClassVar[dict[str, Any]] = {}
+    default_parameters: dict[str, Any] = {}  # noqa: RUF012  (an instance attribute of ase's Calculator)
 
     def __init__(
         self,
@@ -95,7 +98,7 @@ class CGCNNCalculator(Calculator):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.ensemble = None
+        self.ensemble: Ensemble | None = None
         if model is not None:
             if models is not None:
                 raise ValueError("give either models (checkpoints, nodes) or model (a pretrained name)")
@@ -132,7 +135,7 @@ class CGCNNCalculator(Calculator):
         self._per_site = {
             name
             for name, members in self._members.items()
-            if all(self.predictors[m].model.head.per_site for m, _ in members)
+            if all(_head(self.predictors[m]).per_site for m, _ in members)
         }
         properties = list(self._members)
         properties += [f"{n}_std" for n, members in self._members.items() if len(members) > 1]
@@ -151,17 +154,16 @@ class CGCNNCalculator(Calculator):
                 "model=aiida_cgcnn.data.pretrained.import_pretrained(NAME)"
             )
         if node is not None:
-            self.ensemble = node.get_ensemble()
+            ensemble = node.get_ensemble()
         else:
-            self.ensemble = model if isinstance(model, Ensemble) else Ensemble.pretrained(str(model))
+            ensemble = model if isinstance(model, Ensemble) else Ensemble.pretrained(str(model))
+        self.ensemble = ensemble
         self.models, self.record, self.recorded_structures, self.predictors = [model], record, [], []
         self._members, self._per_site = {}, set()
         names = dict(names or {})
         self.units = {}
         self._columns: dict[str, str] = {}  # property -> column of EnsemblePrediction.rows()
-        for target, unit, basis in zip(
-            self.ensemble.target_names, self.ensemble.units, self.ensemble.basis, strict=True
-        ):
+        for target, unit, basis in zip(ensemble.target_names, ensemble.units, ensemble.basis, strict=True):
             name = names.get(target, property_name(target))
             extensive = basis != "intensive"
             per_cell = f"{unit} per {basis}" if extensive else unit
@@ -224,7 +226,7 @@ class CGCNNCalculator(Calculator):
         outputs = []
         for model, predictor in zip(self.models, self.predictors, strict=True):
             columns = _classes(predictor) if predictor.task == "classification" else predictor.target_names
-            site_targets = predictor.target_names if predictor.model.head.per_site else []
+            site_targets = predictor.target_names if _head(predictor).per_site else []
             self.recorded_structures, values, sites = record_model(model, images, columns, site_targets)
             outputs.append((values, sites))
         return outputs
@@ -257,7 +259,7 @@ class CGCNNCalculator(Calculator):
             if len(members) > 1:
                 results[f"{name}_std"] = stack.std(axis=0, ddof=0)
             if name in self._per_site:
-                per_model = [raw[m][1] for m, _ in members]
+                per_model: list[Any] = [raw[m][1] for m, _ in members]
                 sites = [
                     np.mean([per_model[j][k][:, c] for j, (_, c) in enumerate(members)], axis=0)
                     for k in range(len(images))
@@ -269,7 +271,12 @@ class CGCNNCalculator(Calculator):
 
 
 def _classes(predictor: Predictor) -> list[str]:
-    return predictor.classes or [str(c) for c in range(predictor.model.head.out.out_features)]
+    return predictor.classes or [str(c) for c in range(_head(predictor).out.out_features)]
+
+
+def _head(predictor: Predictor) -> Any:
+    """The model's output head (``per_site``, ``out``)."""
+    return predictor.model.head
 
 
 def _label(atoms: Any, index: int) -> str:

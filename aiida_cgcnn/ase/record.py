@@ -6,6 +6,7 @@ way: ``ase.record`` -> ``calculations.functions`` -> ``data`` (the data nodes im
 
 from __future__ import annotations
 
+import typing as t
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ from aiida import orm
 from aiida.common.hashing import make_hash
 
 from ..calculations.functions.predict import predict_structures
+from ..data.ensemble import EnsembleData
+from ..data.model import ModelData
 from ..data.prediction import PredictionData
 
 __all__ = ["record_ensemble", "record_model", "stored_structure"]
@@ -39,7 +42,10 @@ def _record(model: orm.Data, images: Sequence[Any]) -> tuple[list[orm.StructureD
     structures = [stored_structure(atoms) for atoms in images]
     unique = {node.uuid: node for node in structures}
     labels = {uuid: f"s{k}" for k, uuid in enumerate(unique)}
-    result = predict_structures(model=model, **{labels[uuid]: node for uuid, node in unique.items()})
+    result = predict_structures(
+        model=t.cast("ModelData | EnsembleData", model),
+        **{labels[uuid]: node for uuid, node in unique.items()},
+    )
     return structures, [result[labels[node.uuid]] for node in structures]
 
 

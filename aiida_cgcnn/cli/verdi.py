@@ -64,13 +64,13 @@ def _training_data(row: dict[str, t.Any]) -> str:
 def _table(rows: list[list[t.Any]], headers: list[str]) -> str:
     from tabulate import tabulate
 
-    return t.cast(str, tabulate(rows, headers=headers, disable_numparse=True))
+    return tabulate(rows, headers=headers, disable_numparse=True)
 
 
 def _fields(pairs: list[tuple[str, t.Any]]) -> str:
     from tabulate import tabulate
 
-    return t.cast(str, tabulate([[k, v] for k, v in pairs], tablefmt="plain", disable_numparse=True))
+    return tabulate([[k, v] for k, v in pairs], tablefmt="plain", disable_numparse=True)
 
 
 # --- verdi data cgcnn.model -------------------------------------------------------------------------
@@ -204,7 +204,11 @@ def model_predictions(node: orm.Data, as_json: bool) -> None:
     from ..provenance import find_model_predictions, find_predictions
 
     by_structure = isinstance(node, orm.StructureData)
-    records = find_predictions(node) if by_structure else find_model_predictions(t.cast("ModelData", node))
+    records = (
+        find_predictions(t.cast("orm.StructureData", node))
+        if by_structure
+        else find_model_predictions(t.cast("ModelData", node))
+    )
     if as_json:
         echo.echo(json.dumps([r.as_dict() for r in records], indent=2))
         return

@@ -27,12 +27,14 @@ class CrystalDatasetData(orm.SinglefileData):
 
     _FILENAME = "dataset.npz"
 
-    def __init__(self, file: str | pathlib.Path | t.BinaryIO, filename: str | None = None, **kwargs):
+    def __init__(
+        self, file: str | pathlib.Path | t.BinaryIO, filename: str | None = None, **kwargs: t.Any
+    ) -> None:
         super().__init__(file, filename=self._FILENAME, **kwargs)
         self._set_facts()
 
     @classmethod
-    def from_dataset(cls, dataset: CrystalDataset, **kwargs) -> CrystalDatasetData:
+    def from_dataset(cls, dataset: CrystalDataset, **kwargs: t.Any) -> CrystalDatasetData:
         """Wrap an in-memory :class:`CrystalDataset`."""
         with tempfile.TemporaryDirectory() as tmp:
             path = dataset.save(pathlib.Path(tmp) / cls._FILENAME)
@@ -40,7 +42,7 @@ class CrystalDatasetData(orm.SinglefileData):
 
     @classmethod
     def from_cgcnn_directory(
-        cls, directory: str | os.PathLike, skip_invalid: bool = False, **kwargs
+        cls, directory: str | os.PathLike[str], skip_invalid: bool = False, **kwargs: t.Any
     ) -> CrystalDatasetData:
         """Read a CGCNN/ALIGNN data directory (``id_prop.csv`` + structure files); the structures that
         were left out with ``skip_invalid`` are listed in the ``skipped`` attribute."""
@@ -49,8 +51,10 @@ class CrystalDatasetData(orm.SinglefileData):
         node.base.attributes.set("skipped", {s.id: s.reason for s in skipped})
         return node
 
-    def set_file(self, file, filename=None, **kwargs) -> None:
-        super().set_file(file, filename=self._FILENAME, **kwargs)
+    def set_file(
+        self, file: str | pathlib.Path | t.IO[t.Any], filename: str | pathlib.Path | None = None
+    ) -> None:
+        super().set_file(file, filename=self._FILENAME)
         self._set_facts()
 
     def _set_facts(self) -> None:
@@ -92,15 +96,15 @@ class CrystalDatasetData(orm.SinglefileData):
 
     @property
     def size(self) -> int:
-        return self.base.attributes.get("size")
+        return t.cast(int, self.base.attributes.get("size"))
 
     @property
     def target_names(self) -> list[str]:
-        return self.base.attributes.get("target_names")
+        return t.cast("list[str]", self.base.attributes.get("target_names"))
 
     @property
     def units(self) -> list[str]:
-        return self.base.attributes.get("units")
+        return t.cast("list[str]", self.base.attributes.get("units"))
 
     def get_dataset(self) -> CrystalDataset:
         """The dataset, read from the repository."""
@@ -129,7 +133,8 @@ class CrystalDatasetData(orm.SinglefileData):
         ids = [str(i) for i in self.get_dataset().ids]
         return {sid: by_uuid[sid] for sid in ids if sid in by_uuid}
 
-    def export(self, path: str | os.PathLike) -> pathlib.Path:
+    # not aiida-core's Data.export (format conversion): the file itself
+    def export(self, path: str | os.PathLike[str]) -> pathlib.Path:  # type: ignore[override]
         path = pathlib.Path(path)
         path.write_bytes(self.get_content(mode="rb"))
         return path

@@ -63,7 +63,7 @@ class EnsembleData(orm.FolderData):
     import a shipped model once per profile, with provenance.
     """
 
-    def __init__(self, folder: str | pathlib.Path | None = None, **kwargs):
+    def __init__(self, folder: str | pathlib.Path | None = None, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
         if folder is not None:
             self._set_folder(pathlib.Path(folder))
@@ -140,32 +140,32 @@ class EnsembleData(orm.FolderData):
 
     @property
     def sha256(self) -> str:
-        return self.base.attributes.get("sha256")
+        return t.cast("str", self.base.attributes.get("sha256"))
 
     @property
     def name(self) -> str:
-        return self.base.attributes.get("name")
+        return t.cast("str", self.base.attributes.get("name"))
 
     @property
     def version(self) -> int:
-        return self.base.attributes.get("version")
+        return t.cast("int", self.base.attributes.get("version"))
 
     @property
     def model_label(self) -> str:
         """``pretrained NAME vN, trained on SOURCE (FUNCTIONAL)``."""
-        return self.base.attributes.get("label")
+        return t.cast("str", self.base.attributes.get("label"))
 
     @property
     def targets(self) -> list[str]:
-        return self.base.attributes.get("targets")
+        return t.cast("list[str]", self.base.attributes.get("targets"))
 
     @property
     def units(self) -> list[str]:
-        return self.base.attributes.get("units")
+        return t.cast("list[str]", self.base.attributes.get("units"))
 
     @property
     def basis(self) -> list[str]:
-        return self.base.attributes.get("basis")
+        return t.cast("list[str]", self.base.attributes.get("basis"))
 
     @property
     def metrics(self) -> dict[str, t.Any]:
@@ -182,19 +182,20 @@ class EnsembleData(orm.FolderData):
 
     @property
     def member_files(self) -> list[str]:
-        return self.base.attributes.get("member_files")
+        return t.cast("list[str]", self.base.attributes.get("member_files"))
 
     @property
     def member_sha256(self) -> list[str]:
-        return self.base.attributes.get("member_sha256")
+        return t.cast("list[str]", self.base.attributes.get("member_sha256"))
 
     def get_card(self) -> dict[str, t.Any]:
         """The full card (recipe, data, split, metrics, calibration, domain)."""
-        return json.loads(self.base.repository.get_object_content(CARD))
+        return t.cast("dict[str, t.Any]", json.loads(self.base.repository.get_object_content(CARD, mode="r")))
 
     # --- use --------------------------------------------------------------------------------------
 
-    def export(self, folder: str | pathlib.Path) -> pathlib.Path:
+    # not aiida-core's Data.export (format conversion): the model folder itself
+    def export(self, folder: str | pathlib.Path) -> pathlib.Path:  # type: ignore[override]
         """Write the card and the members to ``folder`` (a model folder for ``aiida-cgcnn predict
         --model FOLDER`` or ``Ensemble.from_directory``)."""
         folder = pathlib.Path(folder)

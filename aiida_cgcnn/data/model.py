@@ -8,6 +8,7 @@ import typing as t
 
 from aiida import orm
 
+from ..predict import Predictor
 from ..training.checkpoint import load_checkpoint
 from .dataset import CrystalDatasetData
 
@@ -38,12 +39,16 @@ class ModelData(orm.SinglefileData):
 
     _FILENAME = "model.pt"
 
-    def __init__(self, file: str | pathlib.Path | t.BinaryIO, filename: str | None = None, **kwargs):
+    def __init__(
+        self, file: str | pathlib.Path | t.BinaryIO, filename: str | None = None, **kwargs: t.Any
+    ) -> None:
         super().__init__(_absolute(file), filename=self._FILENAME, **kwargs)
         self._set_facts()
 
-    def set_file(self, file, filename=None, **kwargs) -> None:
-        super().set_file(_absolute(file), filename=self._FILENAME, **kwargs)
+    def set_file(
+        self, file: str | pathlib.Path | t.IO[t.Any], filename: str | pathlib.Path | None = None
+    ) -> None:
+        super().set_file(_absolute(file), filename=self._FILENAME)
         self._set_facts()
 
     def _set_facts(self) -> None:
@@ -75,7 +80,7 @@ class ModelData(orm.SinglefileData):
             self.description = _description(self.base.attributes.all)
 
     @staticmethod
-    def _load(content: bytes) -> dict:
+    def _load(content: bytes) -> dict[str, t.Any]:
         import tempfile
 
         with tempfile.NamedTemporaryFile(suffix=".pt") as handle:
@@ -97,19 +102,19 @@ class ModelData(orm.SinglefileData):
         if existing is not None:
             return t.cast(ModelData, existing)
         node = cls(path)
-        return t.cast(ModelData, node.store()) if store else node
+        return node.store() if store else node
 
     @property
     def sha256(self) -> str:
-        return self.base.attributes.get("sha256")
+        return t.cast(str, self.base.attributes.get("sha256"))
 
     @property
     def targets(self) -> list[str]:
-        return self.base.attributes.get("targets")
+        return t.cast("list[str]", self.base.attributes.get("targets"))
 
     @property
     def units(self) -> list[str]:
-        return self.base.attributes.get("units")
+        return t.cast("list[str]", self.base.attributes.get("units"))
 
     @property
     def metrics(self) -> dict[str, t.Any]:
@@ -147,14 +152,12 @@ class ModelData(orm.SinglefileData):
         when the checkpoint has no test metrics. Never averaged across targets of different units."""
         return mae_per_target(self.metrics, self.targets, self.units)
 
-    def get_checkpoint(self) -> dict:
+    def get_checkpoint(self) -> dict[str, t.Any]:
         """The checkpoint dictionary (``weights_only=True``)."""
         return self._load(self.get_content(mode="rb"))
 
-    def get_predictor(self, device: str = "cpu"):
+    def get_predictor(self, device: str = "cpu") -> Predictor:
         """A :class:`~aiida_cgcnn.predict.Predictor` for this model."""
-        from ..predict import Predictor
-
         return Predictor(self.get_checkpoint(), device=device)
 
     def get_training_dataset(self) -> CrystalDatasetData | None:
@@ -174,7 +177,8 @@ class ModelData(orm.SinglefileData):
         )
         return t.cast("CrystalDatasetData | None", query.first(flat=True))
 
-    def export(self, path: str | pathlib.Path) -> pathlib.Path:
+    # not aiida-core's Data.export (format conversion): the checkpoint file itself
+    def export(self, path: str | pathlib.Path) -> pathlib.Path:  # type: ignore[override]
         path = pathlib.Path(path)
         path.write_bytes(self.get_content(mode="rb"))
         return path
@@ -232,6 +236,6 @@ def _description(attributes: dict[str, t.Any]) -> str:
     return "; ".join(parts)
 
 
-def _absolute(file):
+def _absolute(file: t.Any) -> t.Any:
     """A relative path (``run/best.pt``) as an absolute one: aiida-core's SinglefileData refuses it."""
     return pathlib.Path(file).resolve() if isinstance(file, (str, pathlib.PurePath)) else file

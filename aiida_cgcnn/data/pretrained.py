@@ -110,7 +110,7 @@ def import_pretrained(name: str) -> EnsembleData:
             training_data=training_data,
             recipe=recipe,
             metrics=metrics,
-            metadata={"label": f"import pretrained {label}", "description": model_label(entry)},
+            metadata={"label": f"import pretrained {label}", "description": model_label(entry)},  # type: ignore[call-arg]
         )
         node = result["ensemble"]
     group, _ = orm.Group.collection.get_or_create(GROUP_LABEL)

@@ -65,7 +65,11 @@ def create_dataset(
 
 
 def inputs_digest(
-    uuids: Sequence[str], rows: np.ndarray, target_names: Sequence[str], units: Sequence[str], options: dict
+    uuids: Sequence[str],
+    rows: np.ndarray,
+    target_names: Sequence[str],
+    units: Sequence[str],
+    options: dict[str, t.Any],
 ) -> str:
     """One digest of what :func:`create_dataset` is given: the same structures (in order), targets,
     names, units and options make the same dataset."""
@@ -120,9 +124,9 @@ def dataset_from_structures(
         target_names=orm.List(list(target_names)),
         units=orm.List(list(units)),
         options=orm.Dict(options),
-        metadata={"label": f"dataset from {what}"[:255]},
+        metadata={"label": f"dataset from {what}"[:255]},  # type: ignore[arg-type]  # an engine input
         **dict(zip(labels, structures, strict=True)),
     )
     if label and not node.label:
         node.label = label
-    return t.cast(CrystalDatasetData, node)
+    return node

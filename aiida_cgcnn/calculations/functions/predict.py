@@ -40,8 +40,8 @@ def predict_structures(
     ids = [structures[label].uuid for label in labels]
     name = model_label(model)
     if isinstance(model, EnsembleData):
-        result = model.get_ensemble().predict(atoms, ids=ids)
-        records = ensemble_records(result.rows(), result.target_names, result.units, result.basis)
+        ensemble = model.get_ensemble().predict(atoms, ids=ids)
+        records = ensemble_records(ensemble.rows(), ensemble.target_names, ensemble.units, ensemble.basis)
         return {
             label: PredictionData.create(structures[label], model, name, **record)
             for label, record in zip(labels, records, strict=True)
