@@ -67,7 +67,7 @@ EXTERNAL_MARKERS: list[tuple[str, str, str]] = [
     ("docs/pretrained.md", r"aiida-cgcnn pretrained list$", "setup pretrained:phonons-300K"),
     (
         "docs/pretrained.md",
-        r"from aiida_cgcnn.predict import Predictor$",
+        r"from aiida_cgcnn.ensemble import Ensemble$",
         "setup structures, pretrained:phonons-300K",
     ),
     ("docs/pretrained.md", r"from ase.build import bulk$", "setup pretrained:phonons-300K"),
