@@ -124,7 +124,7 @@ class PredictCalculation(CalcJob):
             311,
             "ERROR_REMOTE_DATASET_MISSING",
             invalidates_cache=True,
-            message="The dataset expected in the computer's cache is gone: {message}",
+            message="The dataset expected in the computer's cache {cache} is gone: {message}",
         )
         spec.exit_code(330, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
         spec.exit_code(

@@ -129,7 +129,7 @@ class TrainCalculation(CalcJob):
             311,
             "ERROR_REMOTE_DATASET_MISSING",
             invalidates_cache=True,
-            message="The dataset expected in the computer's cache is gone: {message}",
+            message="The dataset expected in the computer's cache {cache} is gone: {message}",
         )
         spec.exit_code(
             320,

@@ -8,6 +8,8 @@ from typing import Any
 from aiida import orm
 from aiida.engine import ExitCode
 
+from ..calculations.remote_cache import remote_cache_directory
+
 __all__ = ["STATUS_TO_EXIT", "exit_code_of_status", "exit_code_without_status", "read_status", "tail"]
 
 #: ``status`` of ``status.json`` -> exit code label (``completed`` and ``time_budget`` are no failures)
@@ -59,7 +61,9 @@ def exit_code_of_status(
     if state not in STATUS_TO_EXIT or state not in allowed:
         return None
     exit_codes = process.process_class.exit_codes
-    return getattr(exit_codes, STATUS_TO_EXIT[state]).format(message=_failure_message(status))  # type: ignore[no-any-return]
+    cache = remote_cache_directory(process.computer) if process.computer is not None else "?"
+    exit_code = getattr(exit_codes, STATUS_TO_EXIT[state])
+    return exit_code.format(message=_failure_message(status), cache=cache)  # type: ignore[no-any-return]
 
 
 def exit_code_without_status(process: orm.CalcJobNode, retrieved: orm.FolderData) -> ExitCode:

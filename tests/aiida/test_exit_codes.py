@@ -1,9 +1,12 @@
 """Every exit code of the training CalcJob, provoked for real with the real command."""
 
+import getpass
+
 import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_cgcnn.calculations.remote_cache import CACHE_PROPERTY
 from aiida_cgcnn.calculations.train import TrainCalculation
 from aiida_cgcnn.data.dataset import CrystalDatasetData
 from aiida_cgcnn.structures import Crystal
@@ -93,20 +96,50 @@ def test_walltime_becomes_the_time_budget(cgcnn_code, dataset_node, small_model)
     assert config["train"]["time_budget"] == 600.0 and 20 <= config["train"]["time_margin"] <= 300
 
 
-def test_remote_dataset_gone(cgcnn_code, dataset_node, small_parameters):
-    """A dataset cached on the computer, then deleted, gives its own exit code; reuse can be switched off."""
-    import shutil
-    from pathlib import Path
-
-    _, first = _run(cgcnn_code, dataset_node, small_parameters)
-    cache = Path(first.outputs.remote_folder.get_remote_path()) / "../../../cgcnn-cache/datasets"
-    shutil.rmtree(cache)
-    _, node = _run(cgcnn_code, dataset_node, small_parameters)
-    assert node.exit_status == TrainCalculation.exit_codes.ERROR_REMOTE_DATASET_MISSING.status
+def test_remote_dataset_gone(
+    aiida_computer_local, aiida_code_installed, cgcnn_executable, dataset_node, tmp_path
+):
+    """The cache directory comes from the computer; a dataset cached there, then deleted, gives its own
+    exit code, after which the next calculation uploads it again (the latest calculation decides)."""
+    computer = aiida_computer_local(label=f"cache-{tmp_path.name}")
+    computer.set_property(CACHE_PROPERTY, str(tmp_path / "caches" / "{username}"))
+    code = aiida_code_installed(
+        label="aiida-cgcnn-cache",
+        computer=computer,
+        filepath_executable=cgcnn_executable,
+        prepend_text="export OMP_NUM_THREADS=1",
+    )
+    parameters = {"model": {"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 16}, "train": {"epochs": 1}}
+    _, first = _run(code, dataset_node, parameters)
+    assert first.is_finished_ok
+    cached = tmp_path / "caches" / getpass.getuser() / "datasets" / f"{dataset_node.sha256}.npz"
+    assert cached.is_file()
+    cached.unlink()
+    _, gone = _run(code, dataset_node, parameters)
+    assert gone.exit_status == TrainCalculation.exit_codes.ERROR_REMOTE_DATASET_MISSING.status
+    assert str(tmp_path / "caches" / "{username}") in gone.exit_message and cached.name in gone.exit_message
+    # that calculation said the file is gone: the next one uploads it, and stores it again
+    _, again = _run(code, dataset_node, parameters)
+    assert again.is_finished_ok and "dataset.npz" in again.outputs.remote_folder.listdir()
+    assert cached.is_file()
+    # uploading can also be asked for, as a run-time option
     builder = TrainCalculation.get_builder()
-    builder.code = cgcnn_code
+    builder.code = code
     builder.dataset = dataset_node
-    builder.parameters = orm.Dict(small_parameters)
-    builder.reuse_remote_dataset = False
+    builder.parameters = orm.Dict(parameters)
+    builder.metadata.options.reuse_remote_dataset = False
     _, node = run_get_node(builder)
-    assert node.is_finished_ok
+    assert node.is_finished_ok and "dataset.npz" in node.outputs.remote_folder.listdir()
+
+
+def test_unexpected_error_reports_its_traceback(cgcnn_code, dataset_node):
+    """A bug in the command (here a zero Gaussian step, which no validation catches) is not invalid
+    input: ERROR_COMMAND_FAILED with the end of the traceback in the message."""
+    parameters = {
+        "model": {"atom_fea_len": 8, "n_conv": 1, "h_fea_len": 16, "step": 0.0},
+        "train": {"epochs": 1},
+    }
+    _, node = _run(cgcnn_code, dataset_node, parameters)
+    assert node.exit_status == TrainCalculation.exit_codes.ERROR_COMMAND_FAILED.status
+    assert "ZeroDivisionError" in node.exit_message
+    assert 'File "' in node.exit_message  # a traceback line: where it happened
