@@ -14,4 +14,4 @@ def test_the_documented_snippet_runs(aiida_profile, installed_model, capsys):
     assert f'import_pretrained("{installed_model}")' in code
     exec(compile(code, str(DOC), "exec"), {})
     printed = capsys.readouterr().out
-    assert f"pretrained {installed_model} v" in printed and "heat_all_std" in printed
+    assert f"pretrained {installed_model} v" in printed and "'std': {'heat_all': " in printed

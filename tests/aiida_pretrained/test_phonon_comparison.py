@@ -12,6 +12,7 @@ from ase.build import bulk
 
 from aiida_cgcnn.data.ensemble import EnsembleData
 from aiida_cgcnn.pretrained.registry import available, sha256_file
+from aiida_cgcnn.provenance import find_model_predictions, find_predictions
 from aiida_cgcnn.workflows.phonon_comparison import PhononComparisonWorkChain
 from tests.aiida_phonons.conftest import _train
 
@@ -84,6 +85,19 @@ def test_an_ensemble_of_u_and_cv_is_compared_with_its_spread(phonon_ensemble):
             assert prediction[f"{key}_std"] == pytest.approx(float(direct.std[k, columns[name]]), rel=1e-6)
             assert prediction[f"{key}_std"] > 0
         assert comparison["per_structure"][label]["U_predicted"] == prediction["U_kJmol"]
+
+        # the work chain's predictions are found from the structure the user gave (they are made for
+        # its phonopy primitive cell), in the one record shape, with the ensemble's spread
+        (record,) = find_predictions(node.inputs.structures[label])
+        assert record.structure_uuid == results["primitive_structures"][label].uuid
+        assert record.values == {"U": prediction["U_kJmol"], "Cv": prediction["Cv_JKmol"]}
+        assert record.units == UNITS and record.std == {
+            "U": prediction["U_kJmol_std"],
+            "Cv": prediction["Cv_JKmol_std"],
+        }
+        assert record.model_uuid == phonon_ensemble.uuid and record.out_of_domain == ""
+    made = find_model_predictions(phonon_ensemble)
+    assert {r.structure_uuid for r in made} >= {results["primitive_structures"][x].uuid for x in ("Al", "Cu")}
 
 
 def test_an_intensive_or_wrongly_united_ensemble_is_refused(aiida_profile, tmp_path):
