@@ -47,7 +47,9 @@ def _matches(value: Any, hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    if typing.get_args(hint):  # list[int], int | None
+        return str(hint).replace("typing.", "")
+    return str(getattr(hint, "__name__", hint))
 
 
 def _check_fields(section: str, values: Any, settings: type) -> str | None:
