@@ -6,6 +6,7 @@ way: ``ase.record`` -> ``calculations.functions`` -> ``data`` (the data nodes im
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 from collections.abc import Sequence
 from typing import Any
@@ -30,11 +31,21 @@ def stored_structure(atoms: Any) -> orm.StructureData:
     query = orm.QueryBuilder().append(
         orm.StructureData, filters={"extras._aiida_hash": digest}, subclassing=False, project="*"
     )
-    existing = query.first(flat=True)
+    with _no_autoflush():
+        existing = query.first(flat=True)
     if existing is not None:
         return existing
     node.label = atoms.get_chemical_formula()
     return node.store()
+
+
+def _no_autoflush() -> t.ContextManager[t.Any]:
+    """The SQLAlchemy session of the storage without autoflush: the unstored node just made for its
+    hash would otherwise make SQLAlchemy warn that it is not in the session."""
+    from aiida.manage import get_manager
+
+    get_session = getattr(get_manager().get_profile_storage(), "get_session", None)
+    return get_session().no_autoflush if get_session is not None else contextlib.nullcontext()
 
 
 def _record(model: orm.Data, images: Sequence[Any]) -> tuple[list[orm.StructureData], list[PredictionData]]:
