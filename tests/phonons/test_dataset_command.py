@@ -14,6 +14,7 @@ from aiida_cgcnn.phonons import PhononSettings
 from aiida_cgcnn.phonons.dataset import phonon_dataset
 from aiida_cgcnn.training.dataset import CrystalDataset
 
+from .conftest import assert_reproduces_table
 from .test_io import FEW, write_phonondb_layout
 
 
@@ -79,13 +80,15 @@ def test_dataset_from_phonondb_archives(phonondb, tmp_path):
     for name in FEW:
         (folder / phonondb["archives"][name].name).symlink_to(phonondb["archives"][name])
     out = tmp_path / "phonondb.npz"
-    result = _command(folder, "-o", out, "--workers", "2")
+    table = tmp_path / "table.jsonl"
+    result = _command(folder, "-o", out, "--workers", "2", "--table", table)
     assert result.returncode == 0, result.stderr
     data = CrystalDataset.load(out)
     assert "materials-id-10175-kcdf3-pm-3m-221" not in data.ids  # -2.85 THz
     assert len(data) == len(FEW) - 1
+    rows = {r["name"]: r for r in map(json.loads, table.read_text().splitlines())}
     for k, name in enumerate(data.ids):
         record = phonondb["table"][name]
-        assert data.targets[k, 0] == pytest.approx(record["U_kJmol"], rel=1e-4)
-        assert data.targets[k, 1] == pytest.approx(record["Cv_JKmol"], rel=1e-4)
+        u, cv = data.targets[k]
+        assert_reproduces_table(u, cv, rows[name]["n_qpoints"], record, name)
         np.testing.assert_allclose(data.lattices[k], record["lattice"], atol=1e-6)
