@@ -7,11 +7,14 @@ them this test is skipped, except under CI, where a missing cluster is a failure
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from aiida import orm
-from aiida.engine import run_get_node
+from aiida.engine import CalcJob, run_get_node
 
 from aiida_cgcnn.calculations.train import TrainCalculation
+from aiida_cgcnn.workflows.train import TrainWorkChain
 
 pytestmark = pytest.mark.slurm
 
@@ -81,3 +84,86 @@ def test_training_through_slurm_and_ssh(slurm_computer, cgcnn_executable, datase
     assert "#SBATCH --job-name=aiida-cgcnn-ci" in script and "#SBATCH --time=00:10:00" in script
     assert results["metrics"]["epochs_run"] == 3
     assert results["model"].base.attributes.get("targets") == ["emt_energy"]
+
+
+def _code(computer, executable):
+    return orm.InstalledCode(
+        label="aiida-cgcnn",
+        computer=computer,
+        filepath_executable=executable,
+        default_calc_job_plugin="cgcnn.train",
+        prepend_text="export OMP_NUM_THREADS=1",
+    ).store()
+
+
+def _chain(code, dataset, parameters, max_iterations=2, **options):
+    builder = TrainWorkChain.get_builder()
+    builder.train.code = code
+    builder.train.dataset = dataset
+    builder.train.parameters = orm.Dict(parameters)
+    builder.train.metadata.options.resources = {"num_machines": 1, "num_mpiprocs_per_machine": 1}
+    for key, value in options.items():
+        builder.train.metadata.options[key] = value
+    builder.max_iterations = orm.Int(max_iterations)
+    return builder
+
+
+@pytest.mark.slow
+def test_slurm_walltime_kill_resumes_from_the_last_checkpoint(
+    slurm_computer, cgcnn_executable, dataset_node, small_model
+):
+    """SLURM kills the job at its 1-minute limit (the command was told a longer time budget, so it did
+    not stop itself): exit 120; the work chain resumes from the run/last.pt written every epoch, with the
+    walltime as the time budget and twice the margin, so the next job stops itself in time."""
+    parameters = {
+        "model": small_model,
+        "train": {"epochs": 100000, "batch_size": 8, "seed": 1, "time_budget": 3600.0},
+    }
+    builder = _chain(
+        _code(slurm_computer, cgcnn_executable), dataset_node, parameters, max_wallclock_seconds=60
+    )
+    _, node = run_get_node(builder)
+    killed, resumed = sorted(node.called, key=lambda n: n.ctime)
+    assert killed.exit_status == CalcJob.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.status
+    assert "due to time limit" in killed.outputs.retrieved.get_object_content("_scheduler-stderr.txt").lower()
+    assert "status.json" not in killed.outputs.retrieved.base.repository.list_object_names()
+
+    assert resumed.inputs.parent_folder.uuid == killed.outputs.remote_folder.uuid
+    train = resumed.inputs.parameters["train"]
+    assert "time_budget" not in train and train["time_margin"] == 40.0  # 2 x max(20 s, 5 % of 60 s)
+    assert resumed.exit_status == TrainCalculation.exit_codes.STOPPED_BEFORE_WALLTIME.status
+    # the resumed job continued the killed one's epochs: its history starts with them
+    checkpoint = torch.load(
+        Path(killed.outputs.remote_folder.get_remote_path()) / "run" / "last.pt", weights_only=False
+    )
+    before = [record["train_loss"] for record in checkpoint["history"]]
+    after = resumed.outputs.learning_curve.get_array("train_loss")
+    assert 1 <= len(before) < len(after)
+    np.testing.assert_array_equal(after[: len(before)], before)
+    assert node.exit_status == TrainWorkChain.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status
+
+
+@pytest.mark.slow
+def test_slurm_memory_kill_starts_again_from_the_fine_tuning_weights(
+    slurm_computer, cgcnn_code, cgcnn_executable, dataset_node, small_model
+):
+    """SLURM kills the job for exceeding its 200 MB (--mem, enforced by polling) before the first
+    checkpoint: exit 110; the work chain starts again from the fine-tuning weights."""
+    start = TrainCalculation.get_builder()
+    start.code = cgcnn_code
+    start.dataset = dataset_node
+    start.parameters = orm.Dict({"model": small_model, "train": {"epochs": 1, "batch_size": 8}})
+    weights = run_get_node(start)[0]["model"]
+
+    parameters = {"model": small_model, "train": {"epochs": 3, "batch_size": 8}}
+    code = _code(slurm_computer, cgcnn_executable)
+    builder = _chain(code, dataset_node, parameters, max_wallclock_seconds=600, max_memory_kb=200 * 1024)
+    builder.train.model = weights
+    _, node = run_get_node(builder)
+    calcs = sorted(node.called, key=lambda n: n.ctime)
+    assert [c.exit_status for c in calcs] == [CalcJob.exit_codes.ERROR_SCHEDULER_OUT_OF_MEMORY.status] * 2
+    stderr = calcs[0].outputs.retrieved.get_object_content("_scheduler-stderr.txt")
+    assert "exceeded memory limit" in stderr.lower()
+    assert "#SBATCH --mem=200" in calcs[0].base.repository.get_object_content("_aiidasubmit.sh")
+    assert "parent_folder" not in calcs[1].inputs and calcs[1].inputs.model.uuid == weights.uuid
+    assert node.exit_status == TrainWorkChain.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status
