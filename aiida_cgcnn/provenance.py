@@ -309,8 +309,8 @@ def list_models() -> list[dict[str, Any]]:
 
 def list_datasets() -> list[dict[str, Any]]:
     """Every stored dataset, oldest first: size, targets and units, elements, descriptor features,
-    ``sha256`` (of the file), ``dataset_sha256`` (of the content), label, date and how many models
-    were trained on it in this profile."""
+    ``sha256`` (of the file), ``dataset_sha256`` (of the content), label, date and how many stored
+    models were trained on it (by a calculation in this profile, or elsewhere on the same content)."""
     rows = []
     query = (
         orm.QueryBuilder()
@@ -321,7 +321,13 @@ def list_datasets() -> list[dict[str, Any]]:
         trained = orm.QueryBuilder()
         trained.append(CrystalDatasetData, filters={"id": dataset.pk}, tag="dataset")
         trained.append(orm.CalcJobNode, with_incoming="dataset", tag="train")
-        trained.append(ModelData, with_incoming="train")
+        trained.append(ModelData, with_incoming="train", project="uuid")
+        models = set(trained.all(flat=True))
+        if dataset.dataset_sha256:  # models trained elsewhere on the same content (their checkpoints say)
+            same = orm.QueryBuilder().append(
+                ModelData, filters={"attributes.dataset_sha256": dataset.dataset_sha256}, project="uuid"
+            )
+            models.update(same.all(flat=True))
         rows.append(
             {
                 "pk": dataset.pk,
@@ -335,7 +341,7 @@ def list_datasets() -> list[dict[str, Any]]:
                 "features": len(dataset.base.attributes.get("feature_names") or []),
                 "sha256": dataset.sha256,
                 "dataset_sha256": dataset.dataset_sha256,
-                "models": trained.count(),
+                "models": len(models),
                 "date": dataset.ctime.isoformat(),
             }
         )

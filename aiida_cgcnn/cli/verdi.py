@@ -215,8 +215,11 @@ def model_predictions(node: orm.Data, as_json: bool) -> None:
     if not records:
         echo.echo_report(f"no predictions recorded for {type(node).__name__}<{node.pk}>")
         return
-    headers = ["date", "prediction", "model" if by_structure else "structure", "by", ""]
-    echo.echo(_table(_prediction_rows(records, by_structure), headers))
+    headers = ["date", "prediction", "model" if by_structure else "structure", "by", "domain"]
+    rows = _prediction_rows(records, by_structure)
+    if not any(row[-1] for row in rows):  # single models: no domain check to show
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    echo.echo(_table(rows, headers))
 
 
 @model_group.command("export")

@@ -107,6 +107,8 @@ def test_show_export_and_errors_in_process(aiida_profile, recorded, structures, 
     assert result.exit_code == 0 and f"{dataset.pk}" in result.output
     line = next(x for x in result.output.splitlines() if x.split()[:1] == [str(dataset.pk)])
     assert line.split()[1] == str(dataset.size) and "emt_energy" in line
+    rows = json.loads(runner.invoke(dataset_group, ["list", "--json"]).output)
+    assert next(r for r in rows if r["pk"] == dataset.pk)["models"] == 1  # trained on it on the command line
 
     result = runner.invoke(model_group, ["predictions", str(structures[0].pk)])
     assert result.exit_code == 0 and "emt_energy = " in result.output and "eV/atom" in result.output
