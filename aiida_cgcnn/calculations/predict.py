@@ -13,6 +13,7 @@ from aiida.engine import CalcJob, CalcJobProcessSpec
 from ..data.dataset import CrystalDatasetData
 from ..data.ensemble import EnsembleData
 from ..data.model import ModelData
+from .options import set_option_defaults
 from .remote_cache import (
     CACHE_LINK,
     REUSE_OPTION,
@@ -83,12 +84,12 @@ class PredictCalculation(CalcJob):
             help="Structures per batch.",
         )
         define_reuse_option(spec)
-        spec.inputs["metadata"]["options"]["parser_name"].default = "cgcnn.predict"
-        spec.inputs["metadata"]["options"]["resources"].default = {
-            "num_machines": 1,
-            "num_mpiprocs_per_machine": 1,
-        }
-        spec.inputs["metadata"]["options"]["withmpi"].default = False
+        set_option_defaults(
+            spec,
+            parser_name="cgcnn.predict",
+            resources={"num_machines": 1, "num_mpiprocs_per_machine": 1},
+            withmpi=False,
+        )
         spec.output(
             "predictions", valid_type=orm.ArrayData, help="ids and predicted values, in dataset order."
         )

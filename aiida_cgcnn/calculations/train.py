@@ -12,6 +12,7 @@ from aiida.engine import CalcJob, CalcJobProcessSpec
 
 from ..data.dataset import CrystalDatasetData
 from ..data.model import ModelData
+from .options import set_option_defaults
 from .parameters import PARAMETERS_HELP, validate_train_parameters
 from .remote_cache import (
     CACHE_LINK,
@@ -97,15 +98,12 @@ class TrainCalculation(CalcJob):
         )
         define_reuse_option(spec)
         spec.inputs.validator = _validate_inputs
-        spec.inputs["metadata"]["options"]["parser_name"].default = "cgcnn.train"
-        spec.inputs["metadata"]["options"]["resources"].default = {
-            "num_machines": 1,
-            "num_mpiprocs_per_machine": 1,
-        }
-        # with a default no longer required (as plumpy makes ports declared with one): else
-        # get_builder_restart() fails on options stored without resources
-        spec.inputs["metadata"]["options"]["resources"].required = False
-        spec.inputs["metadata"]["options"]["withmpi"].default = False
+        set_option_defaults(
+            spec,
+            parser_name="cgcnn.train",
+            resources={"num_machines": 1, "num_mpiprocs_per_machine": 1},
+            withmpi=False,
+        )
 
         spec.output("model", valid_type=ModelData, help="The best checkpoint on the validation set.")
         spec.output("metrics", valid_type=orm.Dict, help="Train/val/test metrics and why training stopped.")

@@ -3,12 +3,13 @@ memory, lowers the learning rate after a diverged loss, re-uploads a dataset gon
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, ProcessSpec, process_handler, while_
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
 from aiida.engine.processes.calcjobs import CalcJob
+from aiida.engine.processes.workchains.workchain import WorkChainSpec
 
 from ..calculations.remote_cache import REUSE_OPTION
 from ..calculations.train import OUTPUT_DIR, TrainCalculation, time_budget
@@ -31,15 +32,14 @@ class TrainWorkChain(ProtocolMixin, BaseRestartWorkChain):
     _process_class = TrainCalculation
 
     @classmethod
-    def define(cls, spec: ProcessSpec) -> None:  # type: ignore[override]
+    def define(cls, spec: WorkChainSpec) -> None:  # type: ignore[override]
         super().define(spec)
         spec.expose_inputs(TrainCalculation, namespace="train")
         spec.expose_outputs(TrainCalculation)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
-            cls.results,
-        )
+        # aiida types the outline's steps as methods of WorkChain itself, not of a subclass
+        steps: list[Any] = [cls.run_process, cls.inspect_process]
+        loop = while_(cast(Any, cls.should_run_process))(*steps)
+        spec.outline(cast(Any, cls.setup), loop, cast(Any, cls.results))
         spec.exit_code(
             410, "ERROR_UNRECOVERABLE_FAILURE", message="The training failed in a way no handler fixes."
         )
