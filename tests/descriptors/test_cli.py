@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from aiida_cgcnn.training.dataset import CrystalDataset
+from aiida_cgcnn.descriptors.baseline import random_forest_baseline, split_from_checkpoint
+from aiida_cgcnn.descriptors.hybrid import attach_descriptors
+from aiida_cgcnn.descriptors.importance import hybrid_feature_importance
+from aiida_cgcnn.descriptors.probe import learnability_probe
+from aiida_cgcnn.training.dataset import CrystalDataset, load_dataset
+from aiida_cgcnn.training.trainer import split_indices
 from tests.cli.helpers import cli, read_csv, status, write_config
 from tests.datadirs import write_valid_directory
 
@@ -81,7 +86,8 @@ def test_train_predict_with_descriptors(with_own, data_dir, tmp_path):
 
 
 def test_descriptors_only_model_predicts_structure_files(data_dir, tmp_path):
-    config = write_config(tmp_path / "config.json", descriptors="vpa,natoms")
+    # a split seed of its own: the baseline's default split would be another
+    config = write_config(tmp_path / "config.json", descriptors="vpa,natoms", train={"seed": 5})
     run = cli(
         "train", data_dir.path, "-o", tmp_path / "run", "--config", config, "--epochs", "2", "--workers", "1"
     )
@@ -105,6 +111,22 @@ def test_descriptors_only_model_predicts_structure_files(data_dir, tmp_path):
     assert run.returncode == 0, run.stderr
     metrics = json.loads((tmp_path / "rf" / "metrics.json").read_text())
     assert metrics["features"] == ["vpa", "natoms"] and "test" in metrics
+    # the same forest as the Python API on the same inputs, and metrics that are its predictions'
+    dataset, _ = attach_descriptors(load_dataset(data_dir.path)[0], "vpa,natoms", workers=1)
+    split = split_from_checkpoint(tmp_path / "run" / "best.pt", dataset)
+    api = random_forest_baseline(dataset, split, n_estimators=20)
+    for key in ("mae", "rmse", "r2", "mae_over_mad"):
+        assert metrics["test"][key] == pytest.approx(api.metrics["test"][key], rel=1e-12), key
+    rows = read_csv(tmp_path / "rf" / "test_predictions.csv")
+    assert [r["id"] for r in rows] == dataset.ids[split["test"]].tolist()
+    assert split["test"].tolist() != split_indices(len(dataset), 0.6, 0.2, 0.2, 0)["test"].tolist()
+    predicted = np.array([float(r["target_pred"]) for r in rows])
+    true = np.array([float(r["target_true"]) for r in rows])
+    np.testing.assert_allclose(predicted, api.test_predictions[:, 0], rtol=1e-12)
+    np.testing.assert_array_equal(true, dataset.targets[split["test"], 0])
+    assert metrics["test"]["mae"] == pytest.approx(np.abs(predicted - true).mean(), rel=1e-12)
+    assert f"mae {api.metrics['test']['mae']:.4g}" in run.stdout
+
     run = cli(
         "importance",
         tmp_path / "run" / "best.pt",
@@ -115,7 +137,17 @@ def test_descriptors_only_model_predicts_structure_files(data_dir, tmp_path):
         "20",
     )
     assert run.returncode == 0, run.stderr
-    assert "descriptors carry" in run.stdout and (tmp_path / "imp" / "importance.csv").is_file()
+    api = hybrid_feature_importance(
+        tmp_path / "run" / "best.pt", load_dataset(data_dir.path)[0], n_estimators=20, workers=1
+    )
+    rows = read_csv(tmp_path / "imp" / "importance.csv")
+    assert [r["feature"] for r in rows] == api.feature_names and api.feature_names[-2:] == ["vpa", "natoms"]
+    importances = np.array([float(r["target"]) for r in rows])
+    np.testing.assert_allclose(importances, api.importances["target"], rtol=1e-5, atol=1e-7)
+    assert importances.sum() == pytest.approx(1.0, abs=1e-4)
+    share = api.descriptor_share["target"]
+    assert share == pytest.approx(importances[-2:].sum(), abs=1e-4)
+    assert f"target: descriptors carry {share:.1%} of the importance" in run.stdout
 
 
 def test_probe_command(data_dir, tmp_path):
@@ -136,8 +168,30 @@ def test_probe_command(data_dir, tmp_path):
         "0.2",
     )
     assert run.returncode == 0, run.stderr
-    assert [row["descriptor"] for row in read_csv(tmp_path / "probe" / "probe.csv")] == ["density", "vpa"]
+    rows = read_csv(tmp_path / "probe" / "probe.csv")
+    assert [row["descriptor"] for row in rows] == ["density", "vpa"]
     assert status(tmp_path / "probe")["status"] == "completed"
+    # the Python API on the same inputs gives the same numbers
+    dataset = load_dataset(data_dir.path, require_targets=False)[0]
+    train = {"epochs": 1, "batch_size": 64, "lr": 2e-3, "seed": 0}
+    split = {"train_ratio": 0.6, "val_ratio": 0.2, "test_ratio": 0.2}
+    api = learnability_probe(
+        dataset,
+        tmp_path / "api",
+        "vpa,density",
+        model_config={"pooling": "mean"},
+        train_config={**train, **split},
+        workers=1,
+    )
+    for row, expected in zip(rows, api.rows, strict=True):
+        assert row["descriptor"] == expected["descriptor"]
+        for key in ("r2", "mae", "mad"):
+            assert float(row[key]) == pytest.approx(expected[key], rel=1e-6), (row["descriptor"], key)
+        assert f"{row['descriptor']:24s} {expected['kind']:6s} R2 {expected['r2']:7.3f}" in run.stdout
+    # the spread of the true volumes per atom over the test part, worked out from the cells
+    test = split_indices(len(dataset), 0.6, 0.2, 0.2, 0)["test"]
+    vpa = np.array([abs(np.linalg.det(dataset.lattices[k])) / dataset.num_atoms[k] for k in test])
+    assert float(rows[1]["mad"]) == pytest.approx(np.abs(vpa - vpa.mean()).mean(), rel=1e-9)
 
 
 def test_unknown_descriptor_is_invalid_input(data_dir, tmp_path):
