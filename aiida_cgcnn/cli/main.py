@@ -352,29 +352,30 @@ def _fit(dataset_, skipped, output_dir: Path, settings: _TrainSettings, options:
     from ..training.trainer import Trainer
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(
-        dataset_,
-        output_dir,
-        model_config=settings.model,
-        train_config=settings.train,
-        # none given: a resumed run keeps its checkpoint's graphs
-        graph_settings=GraphSettings.from_dict(settings.graph) if settings.graph else None,
-        skip_invalid=settings.skip_invalid,
-        cache_dir=options.cache_dir if options.cache_dir is not None else output_dir.parent / ".graph-cache",
-        workers=options.workers,
-        device=options.device,
-        resume=options.resume,
-        init_from=options.init_from,
-        progress=options.progress,
-        atom_properties=settings.atom_properties,
-        skipped=skipped,
-    )
-    try:
+    cache_dir = options.cache_dir if options.cache_dir is not None else output_dir.parent / ".graph-cache"
+    try:  # also when the trainer fails to start: live gloo/NCCL threads abort the process at exit
+        trainer = Trainer(
+            dataset_,
+            output_dir,
+            model_config=settings.model,
+            train_config=settings.train,
+            # none given: a resumed run keeps its checkpoint's graphs
+            graph_settings=GraphSettings.from_dict(settings.graph) if settings.graph else None,
+            skip_invalid=settings.skip_invalid,
+            cache_dir=cache_dir,
+            workers=options.workers,
+            device=options.device,
+            resume=options.resume,
+            init_from=options.init_from,
+            progress=options.progress,
+            atom_properties=settings.atom_properties,
+            skipped=skipped,
+        )
         return trainer, trainer.fit()
     finally:
         import torch.distributed
 
-        if torch.distributed.is_initialized():  # live gloo/NCCL threads abort the process at exit
+        if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
