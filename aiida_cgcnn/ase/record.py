@@ -34,7 +34,7 @@ def stored_structure(atoms: Any) -> orm.StructureData:
     with _no_autoflush():
         existing = query.first(flat=True)
     if existing is not None:
-        return existing
+        return t.cast(orm.StructureData, existing)
     node.label = atoms.get_chemical_formula()
     return node.store()
 
@@ -76,7 +76,9 @@ def record_model(
     return structures, values, sites
 
 
-def record_ensemble(model: orm.Data, images: Sequence[Any]) -> tuple[list[orm.StructureData], list[dict]]:
+def record_ensemble(
+    model: orm.Data, images: Sequence[Any]
+) -> tuple[list[orm.StructureData], list[dict[str, Any]]]:
     """Record an ``EnsembleData``'s predictions for ``images``: the stored structures and rows as
     :meth:`~aiida_cgcnn.ensemble.EnsemblePrediction.rows` gives them."""
     structures, records = _record(model, images)

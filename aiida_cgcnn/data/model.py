@@ -75,7 +75,7 @@ class ModelData(orm.SinglefileData):
                 "sha256": hashlib.sha256(content).hexdigest(),
             }
         )
-        self.label = self.label or self.summary
+        self.label = self.label or self.summary[:255]
         if not self.description:
             self.description = _description(self.base.attributes.all)
 
