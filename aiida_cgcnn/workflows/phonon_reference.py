@@ -111,6 +111,24 @@ def _has_forces(node: orm.Node) -> bool:
     return isinstance(node, PhonopyData) and node.forces is not None
 
 
+def _forces_mismatch(preprocess: PreProcessData, forces: dict[str, orm.Data]) -> str | None:
+    """Why a force work chain's ``supercells_forces`` do not fit the displaced supercells of
+    ``preprocess`` (one ``forces_<n>`` of shape (atoms, 3) per ``supercell_<n>``), or None."""
+    supercells = preprocess.get_supercells_with_displacements()
+    expected = {f"forces_{label.removeprefix('supercell_')}": len(s.sites) for label, s in supercells.items()}
+    given = {key: value for key, value in forces.items() if key != "forces_0"}  # forces_0: residual forces
+    if set(given) != set(expected):
+        return f"{sorted(given)} for the supercells {sorted(supercells)}"
+    for key, atoms in sorted(expected.items()):
+        node = given[key]
+        if not isinstance(node, orm.ArrayData) or "forces" not in node.get_arraynames():
+            return f"{key} is no ArrayData with an array 'forces'"
+        shape = tuple(node.get_shape("forces"))
+        if shape != (atoms, 3):
+            return f"{key} has shape {shape}, not ({atoms}, 3)"
+    return None
+
+
 def validate_inputs(inputs: dict[str, Any], ctx: Any = None) -> str | None:
     """Exactly one set-up (``structure`` or ``preprocess_data``) and a source of forces."""
     if ctx is not None and not ({"structure", "preprocess_data"} <= set(ctx)):
@@ -268,6 +286,12 @@ class PhononReferenceWorkChain(WorkChain):
             "`supercells_forces`",
         )
         spec.exit_code(
+            323,
+            "ERROR_FORCE_WORKCHAIN_FORCES",
+            message="the force work chain <{pk}> for {name} returned forces that do not fit the displaced "
+            "supercells: {error}",
+        )
+        spec.exit_code(
             330, "ERROR_THERMAL_PROPERTIES_FAILED", message="the thermal properties of {name} failed: {error}"
         )
 
@@ -397,6 +421,11 @@ class PhononReferenceWorkChain(WorkChain):
             self.ctx.phonopy_data = node.outputs.phonopy_data
         elif "supercells_forces" in node.outputs:
             forces = dict(node.outputs.supercells_forces)
+            mismatch = _forces_mismatch(self.ctx.preprocess, forces)
+            if mismatch:
+                return self.exit_codes("ERROR_FORCE_WORKCHAIN_FORCES").format(
+                    pk=node.pk, name=self.name, error=mismatch
+                )
             self.ctx.phonopy_data = generate_phonopy_data(preprocess_data=self.ctx.preprocess, **forces)
         else:
             return self.exit_codes("ERROR_FORCE_WORKCHAIN_CONTRACT").format(pk=node.pk, name=self.name)

@@ -55,6 +55,24 @@ class ContractBreakingWorkChain(WorkChain):
         self.out("energies", orm.List([-3.5]).store())
 
 
+class MisfitForcesWorkChain(WorkChain):
+    """A force work chain that returns ``supercells_forces`` as the contract says, but forces of 3 atoms
+    for supercells of 8."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("preprocess_data", valid_type=(PreProcessData, PhonopyData))
+        spec.outline(cls.run_forces)
+        spec.output_namespace("supercells_forces", valid_type=orm.ArrayData, dynamic=True)
+
+    def run_forces(self):
+        for label in self.inputs.preprocess_data.get_supercells_with_displacements():
+            forces = orm.ArrayData()
+            forces.set_array("forces", np.zeros((3, 3)))
+            self.out(f"supercells_forces.{label.replace('supercell', 'forces')}", forces.store())
+
+
 def _reference(structure, **inputs):
     common = {"phonopy": orm.Dict(TINY), "temperatures": orm.List([300.0])}
     return run_get_node(PhononReferenceWorkChain, structure=structure, **{**common, **inputs})
@@ -77,6 +95,15 @@ def test_a_force_workchain_that_breaks_the_contract_is_named(aiida_profile):
     results, node = _reference(structure, force_workchain=orm.Str(f"{__name__}:ContractBreakingWorkChain"))
     assert node.exit_status == REFERENCE.ERROR_FORCE_WORKCHAIN_CONTRACT.status
     assert "neither `phonopy_data` nor `supercells_forces`" in node.exit_message
+    assert "thermal_properties" not in results
+
+
+def test_forces_that_do_not_fit_the_supercells_are_named(aiida_profile):
+    """Not a failure of the thermal analysis further on: the force work chain's output is named."""
+    structure = orm.StructureData(ase=bulk("Cu", "fcc", a=3.59)).store()
+    results, node = _reference(structure, force_workchain=orm.Str(f"{__name__}:MisfitForcesWorkChain"))
+    assert node.exit_status == REFERENCE.ERROR_FORCE_WORKCHAIN_FORCES.status, node.exit_message
+    assert "forces_1 has shape (3, 3), not (8, 3)" in node.exit_message
     assert "thermal_properties" not in results
 
 
