@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DatasetError
+from ..errors import CheckpointError, DatasetError
 from ..graph.batch import build_graph_store
 from ..models.heads import scatter_mean, scatter_sum
 from ..training.dataset import CrystalDataset
@@ -110,7 +110,9 @@ def hybrid_feature_importance(
 
     predictor = Predictor.from_checkpoint(checkpoint)
     if predictor.task != "regression":
-        raise ValueError("feature importance is implemented for regression models")
+        raise CheckpointError(
+            f"{str(checkpoint)!r} is a {predictor.task} model; feature importance is for regression models"
+        )
     split = split_from_checkpoint(checkpoint, dataset)
     learned, extra, extra_names = crystal_representations(predictor, dataset, workers)
     x = np.concatenate([learned, extra], axis=1)

@@ -82,3 +82,21 @@ def test_usage_errors_inside_a_command_stay_usage_errors(tmp_path):
     )
     assert result.exit_code == 2 and "give a CHECKPOINT and DATA" in result.output
     assert not (tmp_path / "status.json").exists()
+
+
+def test_feature_importance_of_a_classifier_exits_4_naming_the_checkpoint(tmp_path):
+    from aiida_cgcnn.training.dataset import CrystalDataset
+    from aiida_cgcnn.training.trainer import Trainer
+    from tests.builders import bcc_primitive, fcc_primitive
+
+    crystals = [
+        (fcc_primitive if k % 2 else bcc_primitive)(29, 3.0 + 0.05 * k, sid=f"c{k}") for k in range(8)
+    ]
+    data, _ = CrystalDataset.from_structures(
+        crystals, [k % 2 for k in range(8)], ids=[c.id for c in crystals], task="classification"
+    )
+    data.save(tmp_path / "data.npz")
+    Trainer(data, tmp_path / "run", {"atom_fea_len": 8, "n_conv": 1}, {"epochs": 1}, progress=False).fit()
+    run = cli("importance", tmp_path / "run" / "best.pt", tmp_path / "data.npz", "-o", tmp_path / "imp")
+    assert run.returncode == 4, run.stderr
+    assert "best.pt' is a classification model" in run.stderr and "Traceback" not in run.stderr
