@@ -107,6 +107,20 @@ def test_forces_that_do_not_fit_the_supercells_are_named(aiida_profile):
     assert "thermal_properties" not in results
 
 
+def test_a_cell_phonopy_cannot_set_up(aiida_profile):
+    """An F-centring primitive matrix for a CsCl cell, which is primitive already."""
+    from ase import Atoms
+
+    cscl = Atoms("CsCl", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=[4.1] * 3, pbc=True)
+    structure = orm.StructureData(ase=cscl).store()
+    results, node = _reference(
+        structure, engine=orm.Dict(EMT), phonopy=orm.Dict({**TINY, "primitive_matrix": "F"})
+    )
+    assert node.exit_status == REFERENCE.ERROR_INVALID_SETUP.status
+    assert "phonopy cannot set up" in node.exit_message and "primitive matrix 'F'" in node.exit_message
+    assert "primitive_structure" not in results
+
+
 def test_an_engine_that_cannot_relax_or_compute_forces(aiida_profile):
     """EMT knows no Fe: the relaxation fails first when asked for, else the forces."""
     iron = orm.StructureData(ase=bulk("Fe", "bcc", a=2.87)).store()
