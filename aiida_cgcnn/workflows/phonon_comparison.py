@@ -15,7 +15,8 @@ from typing import Any
 
 from aiida import orm
 from aiida.common.exceptions import MultipleObjectsError, NotExistent
-from aiida.engine import WorkChain
+from aiida.engine import ExitCode, WorkChain
+from aiida.engine.processes.workchains.workchain import WorkChainSpec
 from aiida_phonopy.data import PhonopyData, PreProcessData
 
 from ..calculations.functions.phonons import compare_phonon_predictions, predict_phonon_properties
@@ -35,7 +36,8 @@ def structures_from_group(group: orm.Group | str | int) -> dict[str, orm.Structu
     input such as ``structures``: each node's label made a valid link label (``mp-149`` ->
     ``mp_149``) where every label is set and unique, else ``pk<pk>``. Other nodes are ignored."""
     group = _load_group(group)
-    nodes = sorted((n for n in group.nodes if isinstance(n, orm.StructureData)), key=lambda n: n.pk)
+    structures = (n for n in group.nodes if isinstance(n, orm.StructureData))
+    nodes = sorted(structures, key=lambda n: n.pk or 0)  # a group holds stored nodes: each has a pk
     if not nodes:
         raise ValueError(f"group {group.label!r} holds no StructureData")
     labels = [_link_label(n.label) for n in nodes]
@@ -112,7 +114,7 @@ def _primitive_mismatch(label: str, structure: orm.StructureData, data: PreProce
     return None
 
 
-def validate_inputs(inputs: dict[str, Any], _) -> str | None:
+def validate_inputs(inputs: dict[str, Any], _: Any) -> str | None:
     """Crystals, models and a reference source that fit together; messages name the crystal or model."""
     phonopy_data = dict(inputs.get("phonopy_data", {}))
     structures = dict(inputs.get("structures", {}))
@@ -165,7 +167,7 @@ class PhononComparisonWorkChain(WorkChain):
     """Compare U and Cv predicted by trained models with phonopy references, crystal by crystal."""
 
     @classmethod
-    def define(cls, spec):
+    def define(cls, spec: WorkChainSpec) -> None:  # type: ignore[override]  # as aiida's own Process.define
         super().define(spec)
         spec.input_namespace(
             "structures",
@@ -220,7 +222,14 @@ class PhononComparisonWorkChain(WorkChain):
         )
         spec.inputs.validator = validate_inputs
 
-        spec.outline(cls.setup, cls.run_references, cls.inspect_references, cls.predict, cls.compare)
+        # aiida types the steps as Callable[[WorkChain], ...], which a subclass's methods are not
+        spec.outline(
+            cls.setup,  # type: ignore[arg-type]
+            cls.run_references,  # type: ignore[arg-type]
+            cls.inspect_references,  # type: ignore[arg-type]
+            cls.predict,  # type: ignore[arg-type]
+            cls.compare,  # type: ignore[arg-type]
+        )
 
         spec.output_namespace(
             "references",
@@ -277,10 +286,10 @@ class PhononComparisonWorkChain(WorkChain):
         group = _load_group(group)
         builder = cls.get_builder()
         builder.structures = structures_from_group(group)
-        builder.metadata.description = f"phonon comparison of the structures of group {group.label!r}"
+        builder["metadata"].description = f"phonon comparison of the structures of group {group.label!r}"
         return builder
 
-    def setup(self):
+    def setup(self) -> None:
         structures = dict(self.inputs.get("structures", {}))
         phonopy_data = dict(self.inputs.get("phonopy_data", {}))
         self.ctx.labels = sorted(set(structures) | set(phonopy_data))
@@ -289,7 +298,7 @@ class PhononComparisonWorkChain(WorkChain):
         self.ctx.primitives = {}
         self.ctx.predictions = {}
 
-    def run_references(self):
+    def run_references(self) -> None:
         """One reference work chain per crystal, all submitted before any is awaited."""
         structures = dict(self.inputs.get("structures", {}))
         phonopy_data = dict(self.inputs.get("phonopy_data", {}))
@@ -303,7 +312,7 @@ class PhononComparisonWorkChain(WorkChain):
             inputs["metadata"] = {"call_link_label": f"reference_{label}", "label": label}
             self.to_context(**{f"reference_{label}": self.submit(PhononReferenceWorkChain, **inputs)})
 
-    def inspect_references(self):
+    def inspect_references(self) -> ExitCode | None:
         self.ctx.failed = []
         for label in self.ctx.labels:
             node = self.ctx[f"reference_{label}"]
@@ -327,13 +336,13 @@ class PhononComparisonWorkChain(WorkChain):
                     f"{node.outputs.thermal_properties['min_freq_THz']:.3f} THz): left out of the comparison"
                 )
         if len(self.ctx.failed) == len(self.ctx.labels):
-            return self.exit_codes.ERROR_NO_REFERENCE
+            return self.exit_codes("ERROR_NO_REFERENCE")
         return None
 
     def _model_inputs(self) -> dict[str, Any]:
         return {key: self.inputs[key] for key in ("model", "model_u", "model_cv") if key in self.inputs}
 
-    def predict(self):
+    def predict(self) -> ExitCode | None:
         """Predictions for phonopy's primitive cells of the crystals with a reference."""
         primitives = {label: self.ctx.primitives[label] for label in self.ctx.references}
         try:
@@ -341,7 +350,7 @@ class PhononComparisonWorkChain(WorkChain):
                 temperature=self.inputs.model_temperature, **self._model_inputs(), **primitives
             )
         except Exception as error:
-            return self.exit_codes.ERROR_PREDICTION_FAILED.format(error=f"{type(error).__name__}: {error}")
+            return self.exit_codes("ERROR_PREDICTION_FAILED").format(error=f"{type(error).__name__}: {error}")
         for label, reason in result["skipped"].get_dict().items():
             self.ctx.excluded[label] = reason
         self.ctx.predictions = dict(result.get("predictions", {}))
@@ -358,7 +367,7 @@ class PhononComparisonWorkChain(WorkChain):
             return f"force work chain {reference.force_workchain.value}"
         return "phonopy data (forces given)"
 
-    def compare(self):
+    def compare(self) -> ExitCode | None:
         context = orm.Dict(
             {
                 "excluded": self.ctx.excluded,
@@ -375,9 +384,9 @@ class PhononComparisonWorkChain(WorkChain):
         self.out("comparison", result["comparison"])
         self.out("parity_plot", result["parity_plot"])
         if result["comparison"]["n_compared"] == 0:
-            return self.exit_codes.ERROR_NOTHING_TO_COMPARE
+            return self.exit_codes("ERROR_NOTHING_TO_COMPARE")
         if self.ctx.failed:
-            return self.exit_codes.ERROR_SOME_REFERENCES_FAILED.format(
-                failed=len(self.ctx.failed), labels=", ".join(self.ctx.failed[:10])
+            return self.exit_codes("ERROR_SOME_REFERENCES_FAILED").format(
+                failed=str(len(self.ctx.failed)), labels=", ".join(self.ctx.failed[:10])
             )
         return None

@@ -88,6 +88,11 @@ class RelaxationOutputs(TypedDict):
     relaxation: orm.Dict
 
 
+class ComparisonOutputs(TypedDict):
+    comparison: orm.Dict
+    parity_plot: orm.SinglefileData
+
+
 @calcfunction
 def relax_with_engine(structure: orm.StructureData, engine: orm.Dict) -> RelaxationOutputs:
     """Relax ``structure`` with the engine's calculator and ``engine['relax']`` settings.
@@ -358,7 +363,7 @@ def _records(
 @calcfunction
 def compare_phonon_predictions(
     temperature: orm.Float, context: orm.Dict, **namespaces: dict[str, orm.Dict]
-) -> dict[str, orm.Data]:
+) -> ComparisonOutputs:
     """The comparison of ``predictions`` (namespace) with ``references`` (namespace) at ``temperature``,
     and a parity plot.
 
