@@ -1,6 +1,7 @@
 """Caching of the training CalcJob with caching enabled: a failure or a stop is never a cache source,
 the time budget (from the walltime) is part of the hash, a run-time switch is not."""
 
+import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
@@ -21,6 +22,7 @@ def _builder(code, dataset, parameters, walltime=600, **options):
     return builder
 
 
+@pytest.mark.slow
 def test_failed_and_stopped_calculations_are_not_cache_sources(cgcnn_code, dataset_node, small_model):
     diverging = {"model": small_model, "train": {"epochs": 3, "batch_size": 8, "optimizer": "sgd", "lr": 1e4}}
     stopping = {
@@ -41,6 +43,7 @@ def test_failed_and_stopped_calculations_are_not_cache_sources(cgcnn_code, datas
         assert not second.base.caching.is_created_from_cache  # it ran again
 
 
+@pytest.mark.slow
 def test_walltime_is_part_of_the_hash_and_the_reuse_switch_is_not(cgcnn_code, dataset_node, small_model):
     parameters = {"model": small_model, "train": {"epochs": 1, "batch_size": 8, "seed": 2}}
     with enable_caching(identifier=TRAIN):

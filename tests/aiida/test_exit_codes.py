@@ -122,14 +122,6 @@ def test_remote_dataset_gone(
     _, again = _run(code, dataset_node, parameters)
     assert again.is_finished_ok and "dataset.npz" in again.outputs.remote_folder.listdir()
     assert cached.is_file()
-    # uploading can also be asked for, as a run-time option
-    builder = TrainCalculation.get_builder()
-    builder.code = code
-    builder.dataset = dataset_node
-    builder.parameters = orm.Dict(parameters)
-    builder.metadata.options.reuse_remote_dataset = False
-    _, node = run_get_node(builder)
-    assert node.is_finished_ok and "dataset.npz" in node.outputs.remote_folder.listdir()
 
 
 def test_unexpected_error_reports_its_traceback(cgcnn_code, dataset_node):
