@@ -1,6 +1,7 @@
 """Every exit code of the training CalcJob, provoked for real with the real command."""
 
 import getpass
+import json
 
 import numpy as np
 from aiida import orm
@@ -90,7 +91,6 @@ def test_walltime_becomes_the_time_budget(cgcnn_code, dataset_node, small_model)
     builder.parameters = orm.Dict({"model": small_model, "train": {"epochs": 1}})
     builder.metadata.options.max_wallclock_seconds = 600
     _, node = run_get_node(builder)
-    import json
 
     config = json.loads(node.base.repository.get_object_content("config.json"))
     assert config["train"]["time_budget"] == 600.0 and 20 <= config["train"]["time_margin"] <= 300
@@ -135,3 +135,6 @@ def test_unexpected_error_reports_its_traceback(cgcnn_code, dataset_node):
     assert node.exit_status == TrainCalculation.exit_codes.ERROR_COMMAND_FAILED.status
     assert "ZeroDivisionError" in node.exit_message
     assert 'File "' in node.exit_message  # a traceback line: where it happened
+    # the command wrote it to status.json (not only to stderr): status "error", not invalid input
+    status = json.loads(node.outputs.retrieved.get_object_content("status.json"))
+    assert status["status"] == "error" and "ZeroDivisionError" in status["traceback"]
