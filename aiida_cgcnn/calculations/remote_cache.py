@@ -11,12 +11,16 @@ missing says it is not.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiida import orm
+from aiida.plugins import CalculationFactory
 
 from ..data.dataset import CrystalDatasetData
 from ..data.model import ModelData
+
+if TYPE_CHECKING:
+    from aiida.engine import CalcJob
 
 __all__ = [
     "CACHE_LINK",
@@ -35,12 +39,27 @@ CACHE_PROPERTY = "cgcnn_remote_cache"
 #: Name of the link to the cache directory in a job's working directory.
 CACHE_LINK = "cgcnn-cache"
 
-_TRAIN = "aiida.calculations:cgcnn.train"
-_PREDICT = "aiida.calculations:cgcnn.predict"
-# exit statuses after which the command had stored (or read) the dataset file in the cache; an ensemble
+_TRAIN = "cgcnn.train"
+_PREDICT = "cgcnn.predict"
+# exit codes after which the command had stored (or read) the dataset file in the cache; an ensemble
 # prediction does not store it, so its success says nothing (its 311 still says the file is gone)
-_STORED = {_TRAIN: {0, 320, 330, 400}, _PREDICT: {0, 330}}
-_MISSING = 311
+_STORED = {
+    _TRAIN: ("STOPPED_BEFORE_WALLTIME", "ERROR_LOSS_DIVERGED", "ERROR_OUT_OF_MEMORY"),
+    _PREDICT: ("ERROR_OUT_OF_MEMORY",),
+}
+_MISSING = "ERROR_REMOTE_DATASET_MISSING"
+
+
+def _verdicts() -> dict[tuple[str, int], bool]:
+    """(process type, exit status) -> whether it says the dataset file is in the cache."""
+    verdicts = {}
+    for name, stored in _STORED.items():
+        exit_codes = cast("type[CalcJob]", CalculationFactory(name)).exit_codes
+        process_type = f"aiida.calculations:{name}"
+        verdicts[(process_type, 0)] = True
+        verdicts.update({(process_type, getattr(exit_codes, label).status): True for label in stored})
+        verdicts[(process_type, getattr(exit_codes, _MISSING).status)] = False
+    return verdicts
 
 
 def remote_cache_directory(computer: orm.Computer) -> str:
@@ -74,6 +93,7 @@ def cached_dataset_path(dataset: CrystalDatasetData) -> str:
 
 def remote_dataset_available(dataset: CrystalDatasetData, computer: orm.Computer) -> bool:
     """Whether the latest calculation that can tell says ``dataset``'s file is in ``computer``'s cache."""
+    verdicts = _verdicts()
     query = orm.QueryBuilder()
     query.append(CrystalDatasetData, filters={"attributes.sha256": dataset.sha256}, tag="dataset")
     query.append(
@@ -82,19 +102,19 @@ def remote_dataset_available(dataset: CrystalDatasetData, computer: orm.Computer
         edge_filters={"label": "dataset"},
         filters={
             "dbcomputer_id": computer.pk,
-            "process_type": {"in": [_TRAIN, _PREDICT]},
-            "attributes.exit_status": {"in": sorted({_MISSING, *_STORED[_TRAIN], *_STORED[_PREDICT]})},
+            "process_type": {"in": sorted({process_type for process_type, _ in verdicts})},
+            "attributes.exit_status": {"in": sorted({status for _, status in verdicts})},
         },
         project=["*", "process_type", "attributes.exit_status"],
     )
     query.order_by({orm.CalcJobNode: {"ctime": "desc"}})
     for node, process_type, exit_status in query.iterall():
-        if exit_status == _MISSING:
-            return False
-        if exit_status in _STORED[process_type]:
-            if process_type == _PREDICT and not isinstance(node.inputs.model, ModelData):
-                continue
-            return True
+        verdict = verdicts.get((process_type, exit_status))
+        if verdict is None:
+            continue
+        if verdict and process_type.endswith(_PREDICT) and not isinstance(node.inputs.model, ModelData):
+            continue
+        return verdict
     return False
 
 
