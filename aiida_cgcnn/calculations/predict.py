@@ -122,12 +122,12 @@ class PredictCalculation(CalcJob):
             310, "ERROR_INVALID_DATASET", invalidates_cache=True, message="Invalid input: {message}"
         )
         spec.exit_code(
-            311,
+            410,
             "ERROR_REMOTE_DATASET_MISSING",
             invalidates_cache=True,
             message="The dataset expected in the computer's cache {cache} is gone: {message}",
         )
-        spec.exit_code(330, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
+        spec.exit_code(430, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
         spec.exit_code(
             350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"
         )

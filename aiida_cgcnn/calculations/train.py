@@ -116,7 +116,8 @@ class TrainCalculation(CalcJob):
         )
         spec.default_output_node = "metrics"
 
-        # 300-399: the calculation failed; 400-499: it stopped with usable outputs. None is a cache source.
+        # aiida-core's ranges: 300-399 critical failures (no handler can help), 400-499 the calculation
+        # stopped or failed in a way the restart work chain recovers from. None is a cache source.
         spec.exit_code(
             300, "ERROR_MISSING_OUTPUT", invalidates_cache=True, message="The command left no {filename}."
         )
@@ -124,18 +125,18 @@ class TrainCalculation(CalcJob):
             310, "ERROR_INVALID_DATASET", invalidates_cache=True, message="Invalid input: {message}"
         )
         spec.exit_code(
-            311,
+            410,
             "ERROR_REMOTE_DATASET_MISSING",
             invalidates_cache=True,
             message="The dataset expected in the computer's cache {cache} is gone: {message}",
         )
         spec.exit_code(
-            320,
+            420,
             "ERROR_LOSS_DIVERGED",
             invalidates_cache=True,
             message="The training loss diverged: {message}",
         )
-        spec.exit_code(330, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
+        spec.exit_code(430, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
         spec.exit_code(
             350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"
         )

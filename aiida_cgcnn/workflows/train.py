@@ -41,7 +41,7 @@ class TrainWorkChain(ProtocolMixin, BaseRestartWorkChain):
         loop = while_(cast(Any, cls.should_run_process))(*steps)
         spec.outline(cast(Any, cls.setup), loop, cast(Any, cls.results))
         spec.exit_code(
-            410, "ERROR_UNRECOVERABLE_FAILURE", message="The training failed in a way no handler fixes."
+            403, "ERROR_UNRECOVERABLE_FAILURE", message="The training failed in a way no handler fixes."
         )
 
     def setup(self) -> None:

@@ -120,7 +120,7 @@ def test_fine_tuning_weights_survive_a_resume_and_a_restart(cgcnn_code, dataset_
 
 @pytest.mark.slow
 def test_deleted_dataset_cache_is_uploaded_again(cgcnn_code, dataset_node, small_parameters):
-    """The cached dataset file deleted on the computer: the first calculation exits 311, the work chain
+    """The cached dataset file deleted on the computer: the first calculation exits 410, the work chain
     uploads the dataset with the next one, which succeeds, and later ones read the cache again."""
     builder = TrainCalculation.get_builder()
     builder.code = cgcnn_code
