@@ -42,7 +42,7 @@ CACHE_LINK = "cgcnn-cache"
 _TRAIN = "cgcnn.train"
 _PREDICT = "cgcnn.predict"
 # exit codes after which the command had stored (or read) the dataset file in the cache; an ensemble
-# prediction does not store it, so its success says nothing (its ERROR_REMOTE_DATASET_MISSING still says the file is gone)
+# prediction does not store it, so its success says nothing (its dataset-missing code still does)
 _STORED = {
     _TRAIN: ("STOPPED_BEFORE_WALLTIME", "ERROR_LOSS_DIVERGED", "ERROR_OUT_OF_MEMORY"),
     _PREDICT: ("ERROR_OUT_OF_MEMORY",),
