@@ -511,10 +511,14 @@ class Trainer:
     def _train_batches(self, order: np.ndarray) -> list[np.ndarray]:
         """This process's batches of an epoch; with an edge cap, the epoch is cut into batches
         first and the batches are shared out (equal counts on every rank, or DDP hangs)."""
-        c, edges = self.config, self.prepared.graphs.num_edges
+        c, graphs = self.config, self.prepared.graphs
         if c.max_edges_per_batch is None:
-            return edge_capped_batches(self._shard(order), edges, c.batch_size)
-        batches = edge_capped_batches(order, edges, c.batch_size, c.max_edges_per_batch)
+            batches = edge_capped_batches(self._shard(order), graphs.num_edges, c.batch_size)
+            # shards have equal lengths, so a count rule merges alike on every rank
+            lonely = len(batches[-1]) == 1 if self.world > 1 else graphs.num_atoms[batches[-1]].sum() < 2
+            return _join_tail(batches) if len(batches) > 1 and lonely else batches
+        batches = edge_capped_batches(order, graphs.num_edges, c.batch_size, c.max_edges_per_batch)
+        batches = _join_single_atom_batches(batches, graphs.num_atoms)
         return batches[self.rank :: self.world][: len(batches) // self.world] if self.world > 1 else batches
 
     @torch.no_grad()
@@ -844,3 +848,19 @@ class Trainer:
                 writer.writerow(["id", *[f"{n}_true" for n in names], *[f"{n}_pred" for n in names]])
                 for i, p in zip(indices, prediction, strict=True):
                     writer.writerow([data.ids[i], *data.targets[i].tolist(), *p.tolist()])
+
+
+# BatchNorm over atoms cannot train on a batch of one atom (one 1-atom crystal): such a batch joins
+# its neighbour, so datasets of elemental crystals train whatever their size modulo the batch size.
+def _join_tail(batches: list[np.ndarray]) -> list[np.ndarray]:
+    return [*batches[:-2], np.concatenate(batches[-2:])]
+
+
+def _join_single_atom_batches(batches: list[np.ndarray], num_atoms: np.ndarray) -> list[np.ndarray]:
+    joined: list[np.ndarray] = []
+    for batch in batches:
+        if joined and (num_atoms[batch].sum() < 2 or num_atoms[joined[-1]].sum() < 2):
+            joined[-1] = np.concatenate([joined[-1], batch])
+        else:
+            joined.append(batch)
+    return joined
