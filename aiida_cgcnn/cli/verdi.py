@@ -288,7 +288,7 @@ def dataset_show(dataset: CrystalDatasetData) -> None:
     row = next(r for r in list_datasets() if r["uuid"] == dataset.uuid)
     attributes = dataset.base.attributes
     features = attributes.get("feature_names") or []
-    skipped = attributes.get("skipped") or {}
+    skipped = attributes.get("skipped", None) or {}  # none on a node made from a CrystalDataset
     pairs = [
         ("PK", dataset.pk),
         ("UUID", dataset.uuid),

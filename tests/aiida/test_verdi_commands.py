@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,105 @@ def test_show_export_and_errors_in_process(aiida_profile, recorded, structures, 
     result = runner.invoke(dataset_group, ["show", str(model.pk)])
     assert result.exit_code == 2 and str(model.pk) in result.output
     assert np.isfinite(float(shown["test MAE"].split()[1]))
+
+
+def _table_rows(output: str) -> list[dict[str, list[str]]]:
+    """The rows of a table the commands print (tabulate's simple format): per row, each column's lines
+    (a cell of several lines spans the following lines, whose first column is blank)."""
+    lines = output.splitlines()
+    rule = next(k for k, line in enumerate(lines) if line.startswith("---"))
+    spans = [m.span() for m in re.finditer(r"-+", lines[rule])]
+    headers = [lines[rule - 1][a:b].strip() for a, b in spans]
+    rows: list[dict[str, list[str]]] = []
+    for line in lines[rule + 1 :]:
+        cells = [line[a:b].strip() for a, b in spans[:-1]] + [line[spans[-1][0] :].strip()]
+        if cells[0] or not rows:
+            rows.append({h: [] for h in headers})
+        for header, cell in zip(headers, cells, strict=True):
+            if cell:
+                rows[-1][header].append(cell)
+    return rows
+
+
+def _fields(output: str) -> dict[str, str]:
+    """The name-value pairs a ``show`` command prints (an empty value leaves the name alone)."""
+    pairs = [re.split(r"\s{2,}", line, maxsplit=1) for line in output.splitlines()]
+    return {pair[0]: pair[1] if len(pair) > 1 else "" for pair in pairs}
+
+
+def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data, structures, tmp_path):
+    """The printed tables, not only the exit codes: kind, per-target MAE with its unit, epochs and the
+    training dataset of a two-target de-CGCNN, and the values of its predictions."""
+    from aiida_cgcnn.data.dataset import CrystalDatasetData
+    from aiida_cgcnn.descriptors.hybrid import attach_descriptors
+
+    energies = alloy_data[1]
+    two, _ = CrystalDataset.from_structures(
+        alloy_data[0],
+        np.stack([energies * 8, energies], axis=1),
+        target_names=["E", "emt_energy"],
+        units=["eV", "eV/atom"],
+    )
+    hybrid, _ = attach_descriptors(two, "density,vpa")
+    dataset = CrystalDatasetData.from_dataset(hybrid).store()
+    result = Trainer(
+        hybrid,
+        tmp_path / "run",
+        model_config={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16, "pooling": "sum"},
+        train_config={"epochs": 2, "batch_size": 8, "seed": 3},
+        progress=False,
+    ).fit()
+    model = ModelData.get_or_create(result.best_checkpoint)
+    per_target = result.metrics["test"]["per_target"]
+    mae = {name: f"{per_target[name]['mae']:.4g}" for name in ("E", "emt_energy")}
+    predict_structures(model=model, a=structures[0], b=structures[1])
+    predicted = model.get_predictor().predict([structures[0].get_ase(), structures[1].get_ase()]).values
+    runner = CliRunner()
+
+    listed = runner.invoke(model_group, ["list"], catch_exceptions=False).output
+    (row,) = [r for r in _table_rows(listed) if r["PK"] == [str(model.pk)]]
+    assert row["model"] == ["de-CGCNN (sum)"]
+    assert row["targets"] == ["E [eV]", "emt_energy [eV/atom]"]
+    assert row["test MAE"] == [f"E {mae['E']} eV", f"emt_energy {mae['emt_energy']} eV/atom"]
+    assert row["epochs"] == ["2"]
+    assert row["training data"] == [f"CrystalDatasetData<{dataset.pk}> ({len(hybrid)} structures)"]
+
+    shown = runner.invoke(model_group, ["show", str(model.pk)], catch_exceptions=False).output
+    fields = _fields(shown)
+    assert fields["PK"] == str(model.pk) and fields["kind"] == "de-CGCNN" and fields["pooling"] == "sum"
+    assert fields["test MAE"] == f"E {mae['E']} eV; emt_energy {mae['emt_energy']} eV/atom"
+    assert fields["descriptors"] == "2: density, vpa" and fields["epochs"] == "2"
+    assert fields["training data"] == f"CrystalDatasetData<{dataset.pk}> ({len(hybrid)} structures)"
+    assert fields["sha256"] == model.sha256 and fields["predictions"] == "2"
+
+    # every prediction of the model: a row per structure with its values and units
+    made = runner.invoke(model_group, ["predictions", str(model.pk)], catch_exceptions=False).output
+    rows = {r["structure"][0]: r for r in _table_rows(made)}
+    assert set(rows) == {structures[0].uuid, structures[1].uuid}
+    for k in range(2):
+        assert rows[structures[k].uuid]["prediction"] == [
+            f"E = {predicted[k, 0]:.6g} eV",
+            f"emt_energy = {predicted[k, 1]:.6g} eV/atom",
+        ]
+        assert rows[structures[k].uuid]["by"][0].startswith("predict_structures ")
+    # every prediction for a structure: the model's pk and its training dataset
+    (row,) = _table_rows(
+        runner.invoke(model_group, ["predictions", str(structures[1].pk)], catch_exceptions=False).output
+    )
+    assert row["prediction"] == [
+        f"E = {predicted[1, 0]:.6g} eV",
+        f"emt_energy = {predicted[1, 1]:.6g} eV/atom",
+    ]
+    assert row["model"] == [f"{model.pk} trained on {dataset.uuid[:8]}"]
+
+    listed = runner.invoke(dataset_group, ["list"], catch_exceptions=False).output
+    (row,) = [r for r in _table_rows(listed) if r["PK"] == [str(dataset.pk)]]
+    assert row["size"] == [str(len(hybrid))] and row["targets"] == ["E [eV], emt_energy [eV/atom]"]
+    assert sorted(row["elements"][0].split()) == sorted(dataset.base.attributes.get("elements"))
+    assert row["features"] == ["2"] and row["models"] == ["1"] and row["sha256"] == [dataset.sha256[:12]]
+    shown = runner.invoke(dataset_group, ["show", str(dataset.pk)], catch_exceptions=False).output
+    fields = _fields(shown)
+    assert fields["PK"] == str(dataset.pk) and fields["size"] == str(len(hybrid))
+    assert fields["targets"] == "E [eV], emt_energy [eV/atom]" and fields["task"] == "regression"
+    assert fields["descriptor features"] == "2: density, vpa" and fields["skipped"] == "-"
+    assert fields["models trained"] == "1" and fields["sha256"] == dataset.sha256
