@@ -58,25 +58,57 @@ def test_invalid_parameters_are_refused_naming_the_key(cgcnn_code, dataset_node)
         run_get_node(_builder(cgcnn_code, dataset_node, {"train": {"lrr": 0.1}}))
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_a_model(cgcnn_code, dataset_node, small_parameters):
+    """The given model's weights start the training: with a learning rate too small to move them, the
+    fine-tuned model keeps the parent's weights, where the same run without ``model`` keeps its
+    seeded fresh ones."""
     results, _ = run_get_node(_builder(cgcnn_code, dataset_node, small_parameters))
-    builder = _builder(
-        cgcnn_code, dataset_node, {**small_parameters, "train": {"epochs": 1, "batch_size": 8}}
-    )
-    builder.model = results["model"]
+    parent = results["model"]
+    still = {**small_parameters, "train": {"epochs": 1, "batch_size": 8, "seed": 1, "lr": 1e-12}}
+    builder = _builder(cgcnn_code, dataset_node, still)
+    builder.model = parent
     _, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
-    assert node.outputs.model.uuid != results["model"].uuid
+    assert node.outputs.model.uuid != parent.uuid
+    fresh, fresh_node = run_get_node(_builder(cgcnn_code, dataset_node, still))
+    assert fresh_node.is_finished_ok, fresh_node.exit_message
+
+    def weights(model):  # parameters only: BatchNorm's running statistics move with any training
+        state = model.get_checkpoint()["state_dict"]
+        return {k: v for k, v in state.items() if "running_" not in k and "num_batches" not in k}
+
+    tuned, start, new = weights(node.outputs.model), weights(parent), weights(fresh["model"])
+    assert tuned.keys() == start.keys() == new.keys()
+    for name in start:
+        assert np.allclose(tuned[name].numpy(), start[name].numpy(), rtol=0, atol=1e-6), name
+    # its training moved the parent away from the fresh start by far more than the tolerance
+    assert max((new[k] - start[k]).abs().max().item() for k in start if start[k].numel()) > 1e-3
 
 
-def test_distributed_training_through_the_calcjob(cgcnn_code, dataset_node, small_parameters):
+def test_distributed_training_through_the_calcjob(
+    aiida_code_installed, aiida_localhost, cgcnn_executable, dataset_node, small_parameters
+):
     """``nproc_per_node`` runs the command data-parallel under torchrun (2 CPU processes, gloo)."""
+    aiida_localhost.set_minimum_job_poll_interval(0.2)
+    # torchrun's launcher logs the ranks it starts and how they ended
+    code = aiida_code_installed(
+        label="aiida-cgcnn-ddp",
+        filepath_executable=cgcnn_executable,
+        prepend_text="export OMP_NUM_THREADS=1 LOGLEVEL=INFO",
+    )
     parameters = {**small_parameters, "train": {"epochs": 2, "batch_size": 4}, "nproc_per_node": 2}
-    results, node = run_get_node(_builder(cgcnn_code, dataset_node, parameters))
+    results, node = run_get_node(_builder(code, dataset_node, parameters))
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     assert results["metrics"]["epochs_run"] == 2
     assert "'--nproc-per-node' '2'" in node.base.repository.get_object_content("_aiidasubmit.sh")
-    assert "Traceback" not in node.outputs.retrieved.get_object_content("aiida.err")
+    stderr = node.outputs.retrieved.get_object_content("aiida.err")
+    assert "Traceback" not in stderr
+    assert "global_ranks=[0, 1]" in stderr and "global_world_sizes=[2, 2]" in stderr
+    assert "Local worker group finished (WorkerState.SUCCEEDED)" in stderr
+    # both ranks wrote to aiida.out, but only rank 0 of one process group reports: two processes each
+    # training alone would report twice
+    assert node.outputs.retrieved.get_object_content("aiida.out").count("trained 2 epochs") == 1
 
 
 def test_hybrid_model_through_the_calcjob(cgcnn_code, dataset_node, small_parameters):
