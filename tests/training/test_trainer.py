@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -370,6 +371,41 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path, dataset):
     second = load_checkpoint(resumed.last_checkpoint)
     assert without_times(second["history"][: result.epochs_run]) == without_times(first["history"])
     assert [r["epoch"] for r in second["history"]] == list(range(resumed.epochs_run))
+
+
+def test_time_budget_stops_before_budget_minus_margin(tmp_path, dataset):
+    """An epoch starts only when 1.2 x the longest epoch so far still ends by ``time_budget -
+    time_margin`` (the budget counts from the trainer's creation). Epochs made to last over a second
+    bound the stop epoch whatever the machine's load."""
+    budget, margin, epoch_s = 12.0, 5.0, 1.5
+    config = {"epochs": 1000, "batch_size": 8, "time_budget": budget, "time_margin": margin}
+    trainer = Trainer(dataset, tmp_path, SMALL_MODEL, config, workers=1)
+    ends: list[float] = []  # when each epoch ended, then when training ended
+    train_epoch, save, finish = trainer._train_epoch, trainer._save_checkpoints, trainer._finish
+
+    def slow_epoch(*args):
+        time.sleep(epoch_s)
+        return train_epoch(*args)
+
+    def saved(*args):
+        ends.append(time.monotonic() - trainer.start_time)
+        return save(*args)
+
+    def finished(*args):
+        ends.append(time.monotonic() - trainer.start_time)
+        return finish(*args)
+
+    trainer._train_epoch, trainer._save_checkpoints, trainer._finish = slow_epoch, saved, finished
+    result = trainer.fit()
+    assert result.stopped_reason == "time_budget"
+    times = [r["time_s"] for r in load_checkpoint(result.last_checkpoint)["history"]]
+    assert len(times) == result.epochs_run == len(ends) - 1 and min(times) >= epoch_s
+    # epoch k starts after 1.5k s and needs 1.8 s more: at most epochs 0-3 fit in 12 - 5 s
+    assert 1 <= result.epochs_run <= 1 + int((budget - margin - 1.2 * epoch_s) / epoch_s) == 4
+    # an epoch the rule started ended inside budget - margin (the first always runs), and one more
+    # would not have fitted
+    assert result.epochs_run == 1 or ends[-2] <= budget - margin
+    assert ends[-1] + 1.2 * max(times) > budget - margin
 
 
 def test_diverging_loss_raises(tmp_path, dataset):
