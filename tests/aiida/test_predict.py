@@ -9,8 +9,12 @@ from aiida.manage.caching import enable_caching
 from aiida_cgcnn.calculations.functions import predict_structures
 from aiida_cgcnn.calculations.predict import PredictCalculation
 from aiida_cgcnn.calculations.train import TrainCalculation
+from aiida_cgcnn.data.dataset import CrystalDatasetData
 from aiida_cgcnn.data.model import ModelData
+from aiida_cgcnn.predict import parse_predictions_csv
 from aiida_cgcnn.provenance import find_predictions, list_models
+from aiida_cgcnn.training.dataset import CrystalDataset
+from aiida_cgcnn.training.trainer import Trainer
 
 
 @pytest.fixture
@@ -35,6 +39,76 @@ def _predict_builder(code, model, dataset):
     return builder
 
 
+def _site_contributions(node: orm.SinglefileData) -> dict[str, np.ndarray]:
+    """``sites.csv`` of a prediction: per structure id, its (sites, targets) contributions."""
+    header, *lines = node.get_content(mode="r").splitlines()
+    assert header.split(",")[:2] == ["id", "site"]
+    sites: dict[str, list[list[float]]] = {}
+    for line in lines:
+        sid, site, *row = line.split(",")
+        assert int(site) == len(sites.setdefault(sid, []))  # sites in order, numbered from 0
+        sites[sid].append([float(v) for v in row])
+    return {sid: np.array(rows) for sid, rows in sites.items()}
+
+
+def _model_trained_in_process(dataset, folder, **model_config) -> ModelData:
+    result = Trainer(
+        dataset,
+        folder,
+        model_config={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16, **model_config},
+        train_config={"epochs": 2, "batch_size": 8, "seed": 2},
+        progress=False,
+    ).fit()
+    return ModelData.get_or_create(result.best_checkpoint)
+
+
+def test_site_contributions_of_a_sum_pooled_model_add_up(cgcnn_code, dataset_node, structures, tmp_path):
+    model = _model_trained_in_process(dataset_node.get_dataset(), tmp_path / "run", pooling="sum")
+    results, node = run_get_node(_predict_builder(cgcnn_code, model, dataset_node))
+    assert node.is_finished_ok, node.exit_message
+    ids = list(results["predictions"].get_array("ids"))
+    values = results["predictions"].get_array("values")
+    sites = _site_contributions(results["site_contributions"])
+    local = model.get_predictor().predict([s.get_ase() for s in structures])
+    assert list(sites) == ids == [s.uuid for s in structures]
+    for k, sid in enumerate(ids):
+        assert sites[sid].shape == (len(structures[k].sites), 1)
+        np.testing.assert_allclose(sites[sid], local.site_values[k], rtol=1e-6, atol=1e-7)
+        # sum pooling: the crystal's value is the sum of its sites'
+        assert sites[sid].sum() == pytest.approx(values[k, 0], rel=1e-6, abs=1e-6)
+
+
+def test_predictions_of_a_classifier(cgcnn_code, alloy_data, tmp_path):
+    """The parser of a classifier's CSV: task and class names, probabilities as in the CSV and as the
+    Predictor gives them."""
+    atoms, energies = alloy_data
+    labels = (energies > np.median(energies)).astype(int)
+    dataset, _ = CrystalDataset.from_structures(
+        atoms, labels, ids=[f"alloy-{k}" for k in range(len(atoms))], target_names=["stability"],
+        task="classification", classes=["low", "high"],
+    )  # fmt: skip
+    model = _model_trained_in_process(dataset, tmp_path / "run")
+    dataset_node = CrystalDatasetData.from_dataset(dataset).store()
+    results, node = run_get_node(_predict_builder(cgcnn_code, model, dataset_node))
+    assert node.is_finished_ok, node.exit_message
+    predictions = results["predictions"]
+    assert predictions.base.attributes.get("task") == "classification"
+    assert predictions.base.attributes.get("classes") == ["low", "high"]
+    ids, values = list(predictions.get_array("ids")), predictions.get_array("values")
+    assert ids == [str(i) for i in dataset.ids] and values.shape == (len(dataset), 2)
+
+    units, rows = parse_predictions_csv(
+        node.outputs.retrieved.base.repository.get_object_content("predictions.csv")
+    )
+    assert list(units) == ["id", "predicted", "p_low", "p_high"]
+    assert [row["id"] for row in rows] == ids
+    np.testing.assert_array_equal(values, [[row["p_low"], row["p_high"]] for row in rows])
+    np.testing.assert_allclose(values.sum(axis=1), 1.0, rtol=1e-6)
+    assert [row["predicted"] for row in rows] == values.argmax(axis=1).tolist()
+    local = model.get_predictor().predict(dataset)
+    np.testing.assert_allclose(values, local.values, rtol=1e-6, atol=1e-7)
+
+
 def test_predict_calcjob_calcfunction_and_provenance_query(cgcnn_code, trained, dataset_node, structures):
     results, node = run_get_node(_predict_builder(cgcnn_code, trained, dataset_node))
     assert node.is_finished_ok, node.exit_message
@@ -44,11 +118,16 @@ def test_predict_calcjob_calcfunction_and_provenance_query(cgcnn_code, trained, 
     assert list(ids) == [s.uuid for s in structures]  # dataset order; ids are the structures' UUIDs
     assert values.shape == (len(structures), 1) and np.all(np.isfinite(values))
     assert predictions.base.attributes.get("units") == ["eV/atom"]
-    assert "site_contributions" in results
 
     # the same values in-process, through the Predictor the calcfunction uses
     local = trained.get_predictor().predict([s.get_ase() for s in structures])
     np.testing.assert_allclose(values, local.values, rtol=1e-5)
+    # and the same site contributions, whose mean is the prediction of a site-pooled model
+    sites = _site_contributions(results["site_contributions"])
+    assert list(sites) == list(ids)
+    for k, sid in enumerate(ids):
+        np.testing.assert_allclose(sites[sid], local.site_values[k], rtol=1e-6, atol=1e-7)
+        assert sites[sid].mean() == pytest.approx(values[k, 0], rel=1e-6, abs=1e-7)
 
     # the quick calcfunction, recorded
     outputs = predict_structures(model=trained, first=structures[0], second=structures[1])
