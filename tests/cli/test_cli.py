@@ -205,7 +205,9 @@ def test_predict_with_a_file_that_is_not_a_checkpoint(tmp_path, jarvis_dir):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_time_budget_exits_3_and_resumes(toy_dir, tmp_path):
+    budget, margin = 14.0, 7.0  # the set-up (graphs, model, optimizer) takes seconds, within the budget
     config = write_config(tmp_path / "config.json")
     run = cli(
         "train",
@@ -217,9 +219,9 @@ def test_time_budget_exits_3_and_resumes(toy_dir, tmp_path):
         "--epochs",
         "100000",
         "--time-budget",
-        "1",
+        str(budget),
         "--time-margin",
-        "0",
+        str(margin),
         "--workers",
         "1",
     )
@@ -228,7 +230,16 @@ def test_time_budget_exits_3_and_resumes(toy_dir, tmp_path):
     assert st["status"] == "time_budget" and st["exit_code"] == 3 and "--resume" in st["message"]
     assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
     epochs = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"]
-    assert epochs >= 1
+    times = [float(r["time_s"]) for r in read_csv(tmp_path / "run" / "learning_curve.csv")]
+    assert len(times) == epochs >= 1
+    if epochs > 1:
+        # the last epoch started only because 1.2 x the longest epoch before it still fitted in budget -
+        # margin after the epochs before it (the budget also covers loading and set-up: room to spare)
+        assert sum(times[:-1]) + 1.2 * max(times[:-1]) <= budget - margin
+    # training ended inside budget - margin: from skipped.json, written as the epochs start (after the
+    # set-up, which the budget covers too), to last.pt, rewritten as each epoch ends
+    started = (tmp_path / "run" / "skipped.json").stat().st_mtime
+    assert (tmp_path / "run" / "last.pt").stat().st_mtime - started <= budget - margin
     run = cli(
         "train",
         toy_dir.path,
