@@ -2,12 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
 from aiida import orm
 from ase.build import bulk
 from click.testing import CliRunner
 
 from aiida_cgcnn.cli.verdi import model_group
+from aiida_cgcnn.demo import emt_alloys
 from aiida_cgcnn.ensemble import Ensemble
 from aiida_cgcnn.workflows.demo import run_aiida_demo
 
@@ -32,6 +34,7 @@ def test_aiida_demo_and_provenance_commands(aiida_profile, aiida_localhost, tmp_
     assert cv == pytest.approx(expected.mean[0, 1], abs=0.006)  # printed with two decimals
     assert cv_std == pytest.approx(expected.std[0, 1], abs=0.006)
     model = orm.load_node(pks["model"])
+    _check_demo_values(lines, model, orm.load_node(pks["predict"]), orm.load_node(pks["dataset"]))
 
     runner = CliRunner()
     result = runner.invoke(model_group, ["list", "--json"], catch_exceptions=False)
@@ -57,3 +60,30 @@ def test_aiida_demo_and_provenance_commands(aiida_profile, aiida_localhost, tmp_
     # a node that is neither a structure nor a model is named, with a non-zero exit and no traceback
     result = runner.invoke(model_group, ["predictions", str(predict.pk)])
     assert result.exit_code == 2 and str(predict.pk) in result.output and "Traceback" not in result.output
+
+
+def _check_demo_values(lines, model, predict, dataset):
+    """The printed numbers against the nodes the demo made and the Predictor on the same inputs."""
+    test = model.metrics["test"]
+    summary = (
+        f"   ModelData<{model.pk}>: test MAE {test['mae']:.4f} eV/atom, MAE/MAD {test['mae_over_mad']:.3f}"
+    )
+    assert summary in lines
+    new_atoms, new_energies = emt_alloys(5, seed=12345)
+    ids = predict.outputs.predictions.get_array("ids")
+    values = predict.outputs.predictions.get_array("values")[:, 0]
+    structures = [orm.load_node(uuid) for uuid in ids]
+    assert [s.get_formula() for s in structures] == [a.get_chemical_formula() for a in new_atoms]
+    local = model.get_predictor().predict([s.get_ase() for s in structures])
+    np.testing.assert_allclose(values, local.values[:, 0], rtol=1e-5, atol=1e-6)
+    mae = np.mean(np.abs(values - new_energies))
+    assert f"   MAE on the unseen alloys: {mae:.4f} eV/atom" in lines
+    # step 4: per structure the CalcJob's and the calcfunction's records, EMT and predicted values
+    for structure, emt, value in zip(structures, new_energies, values, strict=True):
+        printed = [line.split() for line in lines if line.split()[:1] == [f"StructureData<{structure.pk}>"]]
+        by_calcjob = [words for words in printed if "(CalcJob)," in words]
+        assert len(by_calcjob) == 1
+        words = by_calcjob[0]
+        assert float(words[words.index("EMT") + 1]) == pytest.approx(emt, abs=6e-5)
+        assert float(words[words.index("predicted") + 1]) == pytest.approx(value, abs=6e-5)
+        assert words[words.index("trained") + 2] == dataset.uuid[:8]
