@@ -2,13 +2,14 @@
 
 import getpass
 import json
+from pathlib import Path
 
 import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_cgcnn.calculations.remote_cache import CACHE_PROPERTY
-from aiida_cgcnn.calculations.train import TrainCalculation
+from aiida_cgcnn.calculations.train import TIME_BUDGET_ATTRIBUTE, TrainCalculation
 from aiida_cgcnn.data.dataset import CrystalDatasetData
 from aiida_cgcnn.structures import Crystal
 from aiida_cgcnn.training.dataset import CrystalDataset
@@ -72,28 +73,64 @@ def test_out_of_memory(aiida_code_installed, aiida_localhost, dataset_node, cgcn
 
 
 def test_stopped_before_walltime_keeps_a_model(cgcnn_code, dataset_node, small_model):
+    """A user's time budget and margin take precedence over the walltime's and reach the command as
+    they are; it stops training inside budget - margin."""
+    budget, margin = 8.0, 4.0
     parameters = {
         "model": small_model,
-        "train": {"epochs": 200, "batch_size": 8, "time_budget": 2.0, "time_margin": 0.0},
+        "train": {"epochs": 1000, "batch_size": 8, "time_budget": budget, "time_margin": margin},
     }
-    results, node = _run(cgcnn_code, dataset_node, parameters)
+    results, node = _run(cgcnn_code, dataset_node, parameters, walltime=1800)
     assert node.exit_status == TrainCalculation.exit_codes.STOPPED_BEFORE_WALLTIME.status
-    assert 1 <= results["metrics"]["epochs_run"] < 200
+    config = json.loads(node.base.repository.get_object_content("config.json"))
+    assert (config["train"]["time_budget"], config["train"]["time_margin"]) == (budget, margin)
+    assert node.base.attributes.get(TIME_BUDGET_ATTRIBUTE) == budget
+    assert 1 <= results["metrics"]["epochs_run"] < 1000
     assert results["metrics"]["stopped_reason"] == "time_budget"
     assert "model" in results
-    assert "last.pt" in node.outputs.remote_folder.listdir("run")
+    # from skipped.json, written as the epochs start, to last.pt, rewritten as each epoch ends
+    run = Path(node.outputs.remote_folder.get_remote_path()) / "run"
+    assert (run / "last.pt").stat().st_mtime - (run / "skipped.json").stat().st_mtime <= budget - margin
 
 
-def test_walltime_becomes_the_time_budget(cgcnn_code, dataset_node, small_model):
+def _dry_run_config(code, dataset, parameters, walltime) -> dict:
+    """config.json as ``prepare_for_submission`` writes it (a dry run: nothing runs or is stored)."""
+    builder = TrainCalculation.get_builder()
+    builder.code = code
+    builder.dataset = dataset
+    builder.parameters = orm.Dict(parameters)
+    builder.metadata.options.max_wallclock_seconds = walltime
+    builder.metadata.dry_run = True
+    builder.metadata.store_provenance = False
+    _, node = run_get_node(builder)
+    return json.loads((Path(node.dry_run_info["folder"]) / "config.json").read_text())
+
+
+def test_walltime_becomes_the_time_budget(cgcnn_code, dataset_node, small_model, tmp_path, monkeypatch):
     builder = TrainCalculation.get_builder()
     builder.code = cgcnn_code
     builder.dataset = dataset_node
     builder.parameters = orm.Dict({"model": small_model, "train": {"epochs": 1}})
     builder.metadata.options.max_wallclock_seconds = 600
     _, node = run_get_node(builder)
-
+    assert node.is_finished_ok, node.exit_message
     config = json.loads(node.base.repository.get_object_content("config.json"))
-    assert config["train"]["time_budget"] == 600.0 and 20 <= config["train"]["time_margin"] <= 300
+    # the margin is 5 % of the walltime
+    assert (config["train"]["time_budget"], config["train"]["time_margin"]) == (600.0, 30.0)
+    assert node.base.attributes.get(TIME_BUDGET_ATTRIBUTE) == 600.0
+
+    monkeypatch.chdir(tmp_path)  # a dry run's folder is made in the working directory
+    train = {"model": small_model, "train": {"epochs": 1}}
+    for walltime, margin in ((100, 20.0), (6000, 300.0), (10**6, 300.0)):  # at least 20 s, at most 300 s
+        config = _dry_run_config(cgcnn_code, dataset_node, train, walltime)["train"]
+        assert (config["time_budget"], config["time_margin"]) == (float(walltime), margin), walltime
+    # the user's margin, and the user's budget, take precedence over the walltime's
+    given = {"model": small_model, "train": {"epochs": 1, "time_margin": 45}}
+    config = _dry_run_config(cgcnn_code, dataset_node, given, 600)["train"]
+    assert (config["time_budget"], config["time_margin"]) == (600.0, 45)
+    given = {"model": small_model, "train": {"epochs": 1, "time_budget": 120, "time_margin": 10}}
+    config = _dry_run_config(cgcnn_code, dataset_node, given, 600)["train"]
+    assert (config["time_budget"], config["time_margin"]) == (120.0, 10)
 
 
 def test_remote_dataset_gone(
