@@ -54,7 +54,9 @@ def dataset_node(structures, alloy_data):
 @pytest.fixture
 def small_model():
     """A CGCNN small enough for seconds of training."""
-    return {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
+    from tests.builders import SMALL_MODEL
+
+    return dict(SMALL_MODEL)
 
 
 @pytest.fixture

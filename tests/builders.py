@@ -1,10 +1,14 @@
-"""Small structures built from textbook lattices, for tests that need no data files."""
+"""Small structures built from textbook lattices, their symmetry images, and the small model every test
+trains or builds, for tests that need no data files."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from aiida_cgcnn.structures import Crystal
+
+#: The small CGCNN of the tests, wherever the model's size is not the point (trains in seconds).
+SMALL_MODEL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
 
 
 def crystal(sid, lattice, frac_coords, numbers) -> Crystal:
@@ -65,6 +69,20 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A random orthogonal 3x3 matrix (a proper or improper rotation)."""
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     return q * np.sign(np.diag(r))
+
+
+def permuted(c: Crystal, rng: np.random.Generator) -> Crystal:
+    """``c`` with its atoms in a random order."""
+    order = rng.permutation(c.num_atoms)
+    return crystal(c.id, c.lattice, c.frac_coords[order], c.numbers[order])
+
+
+def moved(c: Crystal, rng: np.random.Generator) -> Crystal:
+    """``c`` rotated (a random proper or improper rotation) and translated: the Cartesian frame (lattice
+    rows) turns and every atom shifts by the same random fractional vector."""
+    rotation = random_rotation(rng)
+    shift = rng.uniform(-1, 1, size=3)
+    return crystal(c.id, c.lattice @ rotation.T, c.frac_coords + shift, c.numbers)
 
 
 def perovskite(a: str = "Sr", b: str = "Ti", x: str = "O", lattice: float = 3.9):

@@ -14,11 +14,9 @@ import pytest
 import torch
 
 from aiida_cgcnn.training.public_data import shared_data_dir
+from tests.builders import SMALL_MODEL
 
 torch.set_num_threads(1)
-
-#: Small CGCNN used wherever the default size is not the point.
-SMALL_MODEL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
 
 
 def pytest_collection_modifyitems(config, items):

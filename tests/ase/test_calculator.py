@@ -15,8 +15,7 @@ from aiida_cgcnn.errors import InvalidStructureError
 from aiida_cgcnn.predict import read_predictions_csv
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
-
-SMALL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
+from tests.builders import SMALL_MODEL as SMALL
 
 
 @pytest.fixture(scope="module")

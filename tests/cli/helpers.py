@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.builders import SMALL_MODEL
+
 EXECUTABLE = Path(sys.executable).parent / "aiida-cgcnn"
 
-SMALL_CONFIG = {"model": {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}}
+SMALL_CONFIG = {"model": SMALL_MODEL}
 
 
 def cli(*args, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -8,9 +8,6 @@ from aiida_cgcnn.structures import Crystal
 from aiida_cgcnn.training.dataset import CrystalDataset
 from tests.builders import bcc_primitive, crystal, cscl, fcc_primitive, rocksalt_primitive
 
-#: Small CGCNN for tests that train.
-SMALL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
-
 
 def generated_dataset(n: int = 60, seed: int = 0, target: str = "vpa") -> CrystalDataset:
     """n cubic crystals (fcc, bcc, rock salt, CsCl) of random chemistry and size.

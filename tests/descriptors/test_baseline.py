@@ -11,7 +11,8 @@ from aiida_cgcnn.descriptors.baseline import random_forest_baseline, split_from_
 from aiida_cgcnn.descriptors.hybrid import attach_descriptors, drop_features
 from aiida_cgcnn.errors import DatasetError
 from aiida_cgcnn.training.trainer import Trainer
-from tests.descriptors.helpers import SMALL, fcc_hcp_dataset, generated_dataset
+from tests.builders import SMALL_MODEL as SMALL
+from tests.descriptors.helpers import fcc_hcp_dataset, generated_dataset
 
 
 def test_forest_learns_from_descriptors_on_the_trainers_split(tmp_path):

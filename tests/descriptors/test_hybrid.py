@@ -19,8 +19,9 @@ from aiida_cgcnn.errors import DatasetError, InvalidStructureError
 from aiida_cgcnn.predict import Predictor
 from aiida_cgcnn.training.checkpoint import load_checkpoint
 from aiida_cgcnn.training.trainer import Trainer
+from tests.builders import SMALL_MODEL as SMALL
 from tests.builders import crystal, fcc_primitive
-from tests.descriptors.helpers import SMALL, fcc_hcp_dataset, generated_dataset
+from tests.descriptors.helpers import fcc_hcp_dataset, generated_dataset
 
 NAMES = "density,vpa,mean_CN_Voronoi,crys_sys"
 

@@ -15,7 +15,8 @@ from aiida_cgcnn.descriptors.importance import crystal_representations, hybrid_f
 from aiida_cgcnn.descriptors.probe import learnability_probe
 from aiida_cgcnn.predict import Predictor
 from aiida_cgcnn.training.trainer import Trainer
-from tests.descriptors.helpers import SMALL, fcc_hcp_dataset, generated_dataset
+from tests.builders import SMALL_MODEL as SMALL
+from tests.descriptors.helpers import fcc_hcp_dataset, generated_dataset
 
 
 def test_probe_reports_r2_per_descriptor(tmp_path):

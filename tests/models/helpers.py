@@ -10,8 +10,8 @@ from aiida_cgcnn.graph.crystal_graph import GraphSettings, build_graph
 from aiida_cgcnn.graph.features import atom_feature_table
 from aiida_cgcnn.models.registry import build_model
 from aiida_cgcnn.predict import Predictor
+from tests.builders import SMALL_MODEL
 
-SMALL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
 #: A small ALIGNN: every part of the model, a fraction of the paper's width.
 SMALL_ALIGNN = {
     "architecture": "alignn",
@@ -58,7 +58,7 @@ def small_model(
     ``warm_batch``; returned in eval mode."""
     torch.manual_seed(seed)
     classification = config.get("classification", False)
-    base = {"architecture": "cgcnn", **SMALL} if base is None else base
+    base = {"architecture": "cgcnn", **SMALL_MODEL} if base is None else base
     model = build_model({**base, **config}, atom_feature_table())
     if not classification:
         n = config.get("out_features", 1)
@@ -75,7 +75,7 @@ def checkpoint_of(model, settings: GraphSettings = GraphSettings(), task="regres
     """The minimal checkpoint a Predictor reads, from an in-memory model."""
     config = {
         "architecture": "cgcnn",
-        **SMALL,
+        **SMALL_MODEL,
         "pooling": model.head.pooling,
         "out_features": model.head.out.out_features,
         "classification": model.head.classification,

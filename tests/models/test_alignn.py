@@ -24,7 +24,7 @@ from aiida_cgcnn.predict import Predictor
 from aiida_cgcnn.training.checkpoint import load_checkpoint
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
-from tests.builders import crystal, random_rotation, supercell
+from tests.builders import crystal, moved, permuted, supercell
 from tests.cli.helpers import cli
 from tests.models.helpers import SMALL_ALIGNN, batch_of, predict, real_crystals_of, small_model
 
@@ -232,15 +232,6 @@ def test_workspace_is_never_saved_or_copied(real_crystals):
 
 
 # --- physics -----------------------------------------------------------------------------------
-
-
-def permuted(c, rng):
-    order = rng.permutation(c.num_atoms)
-    return crystal(c.id, c.lattice, c.frac_coords[order], c.numbers[order])
-
-
-def moved(c, rng):
-    return crystal(c.id, c.lattice @ random_rotation(rng).T, c.frac_coords + rng.uniform(-1, 1, 3), c.numbers)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "sum"])

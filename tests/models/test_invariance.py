@@ -6,26 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from aiida_cgcnn.structures import Crystal
-from tests.builders import crystal, random_rotation, rocksalt_conventional, rocksalt_primitive, supercell
+from tests.builders import crystal, moved, permuted, rocksalt_conventional, rocksalt_primitive, supercell
 from tests.models.helpers import batch_of, predict, real_crystals_of, small_model
 
 
 @pytest.fixture(scope="module")
 def real_crystals(jarvis_dataset):
     return real_crystals_of(jarvis_dataset)
-
-
-def permuted(c: Crystal, rng) -> Crystal:
-    order = rng.permutation(c.num_atoms)
-    return crystal(c.id, c.lattice, c.frac_coords[order], c.numbers[order])
-
-
-def moved(c: Crystal, rng) -> Crystal:
-    rotation = random_rotation(rng)
-    shift = rng.uniform(-1, 1, size=3)
-    # rotate the Cartesian frame (lattice rows) and translate every atom by the same fractional vector
-    return crystal(c.id, c.lattice @ rotation.T, c.frac_coords + shift, c.numbers)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "sum", "site", "sum-vector"])

@@ -11,8 +11,7 @@ import pytest
 from aiida_cgcnn.errors import DatasetError
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
-from tests.builders import crystal, cscl, rocksalt_primitive
-from tests.conftest import SMALL_MODEL
+from tests.builders import SMALL_MODEL, crystal, cscl, rocksalt_primitive
 from tests.datadirs import write_bad_directory, write_valid_directory
 
 FAST = {"epochs": 1, "batch_size": 8}

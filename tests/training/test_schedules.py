@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aiida_cgcnn.training.trainer import Trainer, split_indices
-from tests.conftest import SMALL_MODEL
+from tests.builders import SMALL_MODEL
 from tests.datadirs import valid_dataset
 
 LR = 0.01
