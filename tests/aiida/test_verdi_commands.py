@@ -54,14 +54,23 @@ def test_verdi_and_aiida_cgcnn_commands(aiida_profile, recorded, structures, tmp
 
     listed = _run(str(BIN / "verdi"), "-p", profile, "data", "cgcnn.model", "list", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    row = next(line for line in listed.stdout.splitlines() if line.split()[:1] == [str(model.pk)])
-    assert "CGCNN (mean)" in row and f"CrystalDatasetData<{dataset.pk}>" in row and " 1 " in row
+    (row,) = [r for r in _table_rows(listed.stdout) if r["PK"] == [str(model.pk)]]
+    mae = model.metrics["test"]["mae"]
+    assert row["model"] == ["CGCNN (mean)"] and row["targets"] == ["emt_energy [eV/atom]"]
+    assert row["test MAE"] == [f"emt_energy {mae:.4g} eV/atom"] and row["epochs"] == ["1"]
+    assert row["training data"] == [f"CrystalDatasetData<{dataset.pk}> ({dataset.size} structures)"]
+    # the same table from aiida-cgcnn provenance
+    again = _run(str(BIN / "aiida-cgcnn"), "provenance", "-p", profile, "list", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout == listed.stdout, again.stderr
 
     shown = _run(
         str(BIN / "verdi"), "-p", profile, "data", "cgcnn.dataset", "show", str(dataset.pk), cwd=tmp_path
     )
     assert shown.returncode == 0, shown.stderr
-    assert f"{dataset.size}" in shown.stdout and "emt_energy [eV/atom]" in shown.stdout
+    fields = _fields(shown.stdout)
+    assert fields["PK"] == str(dataset.pk) and fields["size"] == str(dataset.size)
+    assert fields["targets"] == "emt_energy [eV/atom]" and fields["models trained"] == "1"
+    assert fields["source structures"] == str(len(structures)) and fields["sha256"] == dataset.sha256
 
     # an unknown pk: a clear error and a non-zero exit, from both entry points
     for command in (
