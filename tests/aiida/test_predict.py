@@ -15,6 +15,7 @@ from aiida_cgcnn.predict import parse_predictions_csv
 from aiida_cgcnn.provenance import find_predictions, list_models
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
+from tests.builders import SMALL_MODEL
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def _model_trained_in_process(dataset, folder, **model_config) -> ModelData:
     result = Trainer(
         dataset,
         folder,
-        model_config={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16, **model_config},
+        model_config={**SMALL_MODEL, **model_config},
         train_config={"epochs": 2, "batch_size": 8, "seed": 2},
         progress=False,
     ).fit()

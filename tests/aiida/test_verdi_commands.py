@@ -19,6 +19,7 @@ from aiida_cgcnn.cli.verdi import dataset_group, model_group
 from aiida_cgcnn.data.model import ModelData
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
+from tests.builders import SMALL_MODEL
 
 BIN = Path(sys.executable).parent
 
@@ -172,7 +173,7 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
     result = Trainer(
         hybrid,
         tmp_path / "run",
-        model_config={"atom_fea_len": 16, "n_conv": 1, "h_fea_len": 16, "pooling": "sum"},
+        model_config={**SMALL_MODEL, "pooling": "sum"},
         train_config={"epochs": 2, "batch_size": 8, "seed": 3},
         progress=False,
     ).fit()
