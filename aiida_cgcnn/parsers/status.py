@@ -73,5 +73,7 @@ def exit_code_without_status(process: orm.CalcJobNode, retrieved: orm.FolderData
     exit_codes = process.process_class.exit_codes
     stderr = tail(retrieved, "aiida.err")
     if stderr:
-        return exit_codes.ERROR_COMMAND_FAILED.format(message=stderr)  # type: ignore[no-any-return]
+        # killed, or crashed before it could write status.json: say so, then how stderr ends
+        message = f"it left no status.json; its stderr ends with:\n{stderr}"
+        return exit_codes.ERROR_COMMAND_FAILED.format(message=message)  # type: ignore[no-any-return]
     return exit_codes.ERROR_MISSING_OUTPUT.format(filename="status.json")  # type: ignore[no-any-return]
