@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from aiida_cgcnn.cli.verdi import model_group
 from aiida_cgcnn.demo import emt_alloys
 from aiida_cgcnn.ensemble import Ensemble
+from aiida_cgcnn.pretrained.registry import card, model_label
 from aiida_cgcnn.workflows.demo import run_aiida_demo
+from tests.aiida.tables import table_rows
 
 
 def test_aiida_demo_and_provenance_commands(aiida_profile, aiida_localhost, tmp_path):
@@ -40,6 +42,18 @@ def test_aiida_demo_and_provenance_commands(aiida_profile, aiida_localhost, tmp_
     result = runner.invoke(model_group, ["list", "--json"], catch_exceptions=False)
     rows = json.loads(result.output)
     assert any(r["pk"] == model.pk and r["dataset_pk"] == pks["dataset"] for r in rows)
+    # the pretrained ensemble's row as printed: members, pooling, each target's MAE from its card
+    entry = card("phonons-300K")
+    listed = runner.invoke(model_group, ["list"], catch_exceptions=False).output
+    (row,) = [r for r in table_rows(listed) if r["PK"] == [str(ensemble.pk)]]
+    assert row["model"] == [f"CGCNN ensemble of {entry['members']} ({entry['model']['pooling']})"]
+    assert row["targets"] == [f"{t['name']} [{t['unit']}]" for t in entry["targets"]]
+    assert row["test MAE"] == [
+        f"{t['name']} {entry['metrics']['targets'][t['name']]['mae']:.4g} {t['unit']}"
+        for t in entry["targets"]
+    ]
+    assert row["epochs"] == ["-"] and row["training data"] == ["see label"]
+    assert row["label"] == [model_label(entry)]
 
     predict = orm.load_node(pks["predict"])
     structure_uuid = str(predict.outputs.predictions.get_array("ids")[0])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from aiida_cgcnn.cli.verdi import dataset_group, model_group
 from aiida_cgcnn.data.model import ModelData
 from aiida_cgcnn.training.dataset import CrystalDataset
 from aiida_cgcnn.training.trainer import Trainer
+from tests.aiida.tables import show_fields, table_rows
 from tests.builders import SMALL_MODEL
 
 BIN = Path(sys.executable).parent
@@ -55,7 +55,7 @@ def test_verdi_and_aiida_cgcnn_commands(aiida_profile, recorded, structures, tmp
 
     listed = _run(str(BIN / "verdi"), "-p", profile, "data", "cgcnn.model", "list", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    (row,) = [r for r in _table_rows(listed.stdout) if r["PK"] == [str(model.pk)]]
+    (row,) = [r for r in table_rows(listed.stdout) if r["PK"] == [str(model.pk)]]
     mae = model.metrics["test"]["mae"]
     assert row["model"] == ["CGCNN (mean)"] and row["targets"] == ["emt_energy [eV/atom]"]
     assert row["test MAE"] == [f"emt_energy {mae:.4g} eV/atom"] and row["epochs"] == ["1"]
@@ -68,7 +68,7 @@ def test_verdi_and_aiida_cgcnn_commands(aiida_profile, recorded, structures, tmp
         str(BIN / "verdi"), "-p", profile, "data", "cgcnn.dataset", "show", str(dataset.pk), cwd=tmp_path
     )
     assert shown.returncode == 0, shown.stderr
-    fields = _fields(shown.stdout)
+    fields = show_fields(shown.stdout)
     assert fields["PK"] == str(dataset.pk) and fields["size"] == str(dataset.size)
     assert fields["targets"] == "emt_energy [eV/atom]" and fields["models trained"] == "1"
     assert fields["source structures"] == str(len(structures)) and fields["sha256"] == dataset.sha256
@@ -131,30 +131,6 @@ def test_show_export_and_errors_in_process(aiida_profile, recorded, structures, 
     assert np.isfinite(float(shown["test MAE"].split()[1]))
 
 
-def _table_rows(output: str) -> list[dict[str, list[str]]]:
-    """The rows of a table the commands print (tabulate's simple format): per row, each column's lines
-    (a cell of several lines spans the following lines, whose first column is blank)."""
-    lines = output.splitlines()
-    rule = next(k for k, line in enumerate(lines) if line.startswith("---"))
-    spans = [m.span() for m in re.finditer(r"-+", lines[rule])]
-    headers = [lines[rule - 1][a:b].strip() for a, b in spans]
-    rows: list[dict[str, list[str]]] = []
-    for line in lines[rule + 1 :]:
-        cells = [line[a:b].strip() for a, b in spans[:-1]] + [line[spans[-1][0] :].strip()]
-        if cells[0] or not rows:
-            rows.append({h: [] for h in headers})
-        for header, cell in zip(headers, cells, strict=True):
-            if cell:
-                rows[-1][header].append(cell)
-    return rows
-
-
-def _fields(output: str) -> dict[str, str]:
-    """The name-value pairs a ``show`` command prints (an empty value leaves the name alone)."""
-    pairs = [re.split(r"\s{2,}", line, maxsplit=1) for line in output.splitlines()]
-    return {pair[0]: pair[1] if len(pair) > 1 else "" for pair in pairs}
-
-
 def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data, structures, tmp_path):
     """The printed tables, not only the exit codes: kind, per-target MAE with its unit, epochs and the
     training dataset of a two-target de-CGCNN, and the values of its predictions."""
@@ -185,7 +161,7 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
     runner = CliRunner()
 
     listed = runner.invoke(model_group, ["list"], catch_exceptions=False).output
-    (row,) = [r for r in _table_rows(listed) if r["PK"] == [str(model.pk)]]
+    (row,) = [r for r in table_rows(listed) if r["PK"] == [str(model.pk)]]
     assert row["model"] == ["de-CGCNN (sum)"]
     assert row["targets"] == ["E [eV]", "emt_energy [eV/atom]"]
     assert row["test MAE"] == [f"E {mae['E']} eV", f"emt_energy {mae['emt_energy']} eV/atom"]
@@ -193,7 +169,7 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
     assert row["training data"] == [f"CrystalDatasetData<{dataset.pk}> ({len(hybrid)} structures)"]
 
     shown = runner.invoke(model_group, ["show", str(model.pk)], catch_exceptions=False).output
-    fields = _fields(shown)
+    fields = show_fields(shown)
     assert fields["PK"] == str(model.pk) and fields["kind"] == "de-CGCNN" and fields["pooling"] == "sum"
     assert fields["test MAE"] == f"E {mae['E']} eV; emt_energy {mae['emt_energy']} eV/atom"
     assert fields["descriptors"] == "2: density, vpa" and fields["epochs"] == "2"
@@ -202,7 +178,7 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
 
     # every prediction of the model: a row per structure with its values and units
     made = runner.invoke(model_group, ["predictions", str(model.pk)], catch_exceptions=False).output
-    rows = {r["structure"][0]: r for r in _table_rows(made)}
+    rows = {r["structure"][0]: r for r in table_rows(made)}
     assert set(rows) == {structures[0].uuid, structures[1].uuid}
     for k in range(2):
         assert rows[structures[k].uuid]["prediction"] == [
@@ -211,7 +187,7 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
         ]
         assert rows[structures[k].uuid]["by"][0].startswith("predict_structures ")
     # every prediction for a structure: the model's pk and its training dataset
-    (row,) = _table_rows(
+    (row,) = table_rows(
         runner.invoke(model_group, ["predictions", str(structures[1].pk)], catch_exceptions=False).output
     )
     assert row["prediction"] == [
@@ -221,12 +197,12 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
     assert row["model"] == [f"{model.pk} trained on {dataset.uuid[:8]}"]
 
     listed = runner.invoke(dataset_group, ["list"], catch_exceptions=False).output
-    (row,) = [r for r in _table_rows(listed) if r["PK"] == [str(dataset.pk)]]
+    (row,) = [r for r in table_rows(listed) if r["PK"] == [str(dataset.pk)]]
     assert row["size"] == [str(len(hybrid))] and row["targets"] == ["E [eV], emt_energy [eV/atom]"]
     assert sorted(row["elements"][0].split()) == sorted(dataset.base.attributes.get("elements"))
     assert row["features"] == ["2"] and row["models"] == ["1"] and row["sha256"] == [dataset.sha256[:12]]
     shown = runner.invoke(dataset_group, ["show", str(dataset.pk)], catch_exceptions=False).output
-    fields = _fields(shown)
+    fields = show_fields(shown)
     assert fields["PK"] == str(dataset.pk) and fields["size"] == str(len(hybrid))
     assert fields["targets"] == "E [eV], emt_energy [eV/atom]" and fields["task"] == "regression"
     assert fields["descriptor features"] == "2: density, vpa" and fields["skipped"] == "-"
