@@ -54,6 +54,18 @@ def test_aiida_demo_and_provenance_commands(aiida_profile, aiida_localhost, tmp_
     ]
     assert row["epochs"] == ["-"] and row["training data"] == ["see label"]
     assert row["label"] == [model_label(entry)]
+    # and its predictions as printed: mean ± calibrated std with units, the out-of-domain flag
+    printed = runner.invoke(model_group, ["predictions", str(ensemble.pk)], catch_exceptions=False).output
+    made = {orm.load_node(r["structure"][0]).get_formula(): r for r in table_rows(printed)}
+    assert {"Cl4Na4", "O8Pu4"} <= set(made) and made["Cl4Na4"]["domain"] == []
+    assert made["O8Pu4"]["domain"] == ["OUT OF DOMAIN: elements never seen in training: Pu"]
+    targets = [(t["name"], t["unit"]) for t in entry["targets"]]
+    assert len(made["Cl4Na4"]["prediction"]) == len(targets)
+    for k, ((name, unit), line) in enumerate(zip(targets, made["Cl4Na4"]["prediction"], strict=True)):
+        label, equals, mean, plus_minus, std, *printed_unit = line.split()
+        assert (label, equals, plus_minus, " ".join(printed_unit)) == (name, "=", "±", unit)
+        assert float(mean) == pytest.approx(expected.mean[0, k], rel=1e-5)
+        assert float(std) == pytest.approx(expected.std[0, k], rel=0.06)  # two significant digits
 
     predict = orm.load_node(pks["predict"])
     structure_uuid = str(predict.outputs.predictions.get_array("ids")[0])
