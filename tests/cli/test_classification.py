@@ -51,7 +51,6 @@ def test_classification_through_the_commands(classified, tmp_path):
     }
     probabilities = np.array([[row[f"p_{c}"] for c in range(3)] for row in rows])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
-    assert np.all(probabilities > 0)
     predicted = [row["predicted"] for row in rows]
     assert predicted == probabilities.argmax(axis=1).tolist()
     assert len(set(predicted)) >= 2  # trained enough to tell classes apart
