@@ -1,9 +1,10 @@
 """Run by torchrun from test_distributed.py: train with the Trainer, then save this rank's weights and
 the dataset indices it trained on in every epoch.
 
-Usage: torchrun --standalone --nproc_per_node=2 ddp_worker.py DATASET.npz OUTPUT_DIR EPOCHS
+Usage: torchrun --standalone --nproc_per_node=2 ddp_worker.py DATASET.npz OUTPUT_DIR EPOCHS MODEL_JSON
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ dataset_path, output, epochs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.arg
 trainer = Trainer(
     CrystalDataset.load(dataset_path),
     output / "run",
-    {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32},
+    json.loads(sys.argv[4]),
     {"epochs": epochs, "batch_size": 4, "seed": 7},
     workers=1,
     device="cpu",

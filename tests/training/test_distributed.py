@@ -14,6 +14,7 @@ import torch
 
 from aiida_cgcnn.predict import Predictor
 from aiida_cgcnn.training.checkpoint import load_checkpoint
+from tests.builders import SMALL_MODEL
 from tests.datadirs import valid_dataset
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -54,7 +55,7 @@ def dataset_file(tmp_path_factory):
 
 def test_two_ranks_train_on_disjoint_shards(dataset_file, tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
-    run = torchrun(worker, dataset_file, tmp_path, EPOCHS, cwd=tmp_path)
+    run = torchrun(worker, dataset_file, tmp_path, EPOCHS, json.dumps(SMALL_MODEL), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -91,7 +92,7 @@ def test_two_ranks_train_on_disjoint_shards(dataset_file, tmp_path):
     from aiida_cgcnn.models.registry import build_model
 
     initial = build_model(
-        {"architecture": "cgcnn", "atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32, "out_features": 1},
+        {"architecture": "cgcnn", **SMALL_MODEL, "out_features": 1},
         atom_feature_table(),
     )
     assert not torch.equal(initial.embedding.weight, first_layer)
@@ -99,7 +100,7 @@ def test_two_ranks_train_on_disjoint_shards(dataset_file, tmp_path):
 
 def test_cli_under_torchrun(dataset_file, tmp_path):
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model": {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}}))
+    config.write_text(json.dumps({"model": SMALL_MODEL}))
     out = tmp_path / "out"
     run = torchrun(
         "-m",
