@@ -67,3 +67,16 @@ def small_parameters(small_model):
 @pytest.fixture
 def cgcnn_executable():
     return EXECUTABLE
+
+
+@pytest.fixture
+def verdi_env(aiida_profile):
+    """Environment and profile name for a ``verdi``/``aiida-cgcnn`` subprocess that must see this
+    test's nodes: the loaded profile and its configuration folder. Each conftest that imports aiida's
+    fixtures has its own session profile and configuration, and the one made last is loaded (and named
+    by ``AIIDA_PATH``), which need not be ``aiida_profile``."""
+    from aiida.manage import get_manager
+    from aiida.manage.configuration import get_config
+
+    env = {**os.environ, "AIIDA_PATH": str(get_config().dirpath), "OMP_NUM_THREADS": "1"}
+    return env, get_manager().get_profile().name

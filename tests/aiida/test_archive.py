@@ -3,7 +3,6 @@ profile: it predicts the same numbers and its past predictions are found there."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from aiida_cgcnn.training.trainer import Trainer
 
 
 def test_archive_round_trip_into_a_fresh_profile(
-    aiida_profile, aiida_config, aiida_profile_factory, alloy_data, structures, tmp_path
+    aiida_profile, aiida_config, aiida_profile_factory, verdi_env, alloy_data, structures, tmp_path
 ):
     dataset = dataset_from_structures(structures, alloy_data[1], ["emt_energy"], ["eV/atom"])
     result = Trainer(
@@ -38,9 +37,10 @@ def test_archive_round_trip_into_a_fresh_profile(
 
     archive = tmp_path / "model.aiida"
     verdi = Path(sys.executable).parent / "verdi"
-    command = [str(verdi), "-p", aiida_profile.name, "archive", "create", "-N", str(model.pk)]
+    env, profile = verdi_env
+    command = [str(verdi), "-p", profile, "archive", "create", "-N", str(model.pk)]
     command += ["--input-calc-forward", str(archive)]
-    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     assert archive.is_file()
 
