@@ -40,3 +40,6 @@ html_theme = "furo"
 html_title = f"aiida-cgcnn {release}"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]  # wide tables fit the column (see the file)
+
+# torch has no intersphinx inventory here: its types in annotations cannot resolve, wherever autodoc puts them
+nitpick_ignore_regex = [("py:class", r"torch\..*")]
