@@ -17,7 +17,7 @@ from aiida_cgcnn.graph.features import atom_feature_table
 from aiida_cgcnn.predict import Predictor
 from aiida_cgcnn.training.checkpoint import load_checkpoint, save_checkpoint
 from aiida_cgcnn.training.trainer import LossDivergedError, TrainConfig, Trainer, split_indices
-from tests.conftest import SMALL_MODEL
+from tests.builders import SMALL_MODEL
 from tests.datadirs import valid_dataset
 
 QUICK = {"epochs": 3, "batch_size": 8}
