@@ -4,7 +4,6 @@ executables of this environment on the test profile (passed by name), and in-pro
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +23,7 @@ from tests.builders import SMALL_MODEL
 BIN = Path(sys.executable).parent
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-    }  # AIIDA_PATH: the test configuration, set by aiida's fixtures
+def _run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
@@ -49,11 +44,11 @@ def recorded(aiida_profile, alloy_data, structures, tmp_path):
     return model, dataset_node
 
 
-def test_verdi_and_aiida_cgcnn_commands(aiida_profile, recorded, structures, tmp_path):
+def test_verdi_and_aiida_cgcnn_commands(aiida_profile, verdi_env, recorded, structures, tmp_path):
     model, dataset = recorded
-    profile = aiida_profile.name
+    env, profile = verdi_env  # the loaded profile, which holds the nodes made here
 
-    listed = _run(str(BIN / "verdi"), "-p", profile, "data", "cgcnn.model", "list", cwd=tmp_path)
+    listed = _run(str(BIN / "verdi"), "-p", profile, "data", "cgcnn.model", "list", cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr
     (row,) = [r for r in table_rows(listed.stdout) if r["PK"] == [str(model.pk)]]
     mae = model.metrics["test"]["mae"]
@@ -61,11 +56,19 @@ def test_verdi_and_aiida_cgcnn_commands(aiida_profile, recorded, structures, tmp
     assert row["test MAE"] == [f"emt_energy {mae:.4g} eV/atom"] and row["epochs"] == ["1"]
     assert row["training data"] == [f"CrystalDatasetData<{dataset.pk}> ({dataset.size} structures)"]
     # the same table from aiida-cgcnn provenance
-    again = _run(str(BIN / "aiida-cgcnn"), "provenance", "-p", profile, "list", cwd=tmp_path)
+    again = _run(str(BIN / "aiida-cgcnn"), "provenance", "-p", profile, "list", cwd=tmp_path, env=env)
     assert again.returncode == 0 and again.stdout == listed.stdout, again.stderr
 
     shown = _run(
-        str(BIN / "verdi"), "-p", profile, "data", "cgcnn.dataset", "show", str(dataset.pk), cwd=tmp_path
+        str(BIN / "verdi"),
+        "-p",
+        profile,
+        "data",
+        "cgcnn.dataset",
+        "show",
+        str(dataset.pk),
+        cwd=tmp_path,
+        env=env,
     )
     assert shown.returncode == 0, shown.stderr
     fields = show_fields(shown.stdout)
@@ -78,7 +81,7 @@ def test_verdi_and_aiida_cgcnn_commands(aiida_profile, recorded, structures, tmp
         [str(BIN / "verdi"), "-p", profile, "data", "cgcnn.model", "predictions", "99999"],
         [str(BIN / "aiida-cgcnn"), "provenance", "-p", profile, "predictions", "99999"],
     ):
-        missing = _run(*command, cwd=tmp_path)
+        missing = _run(*command, cwd=tmp_path, env=env)
         assert missing.returncode != 0
         assert "99999" in missing.stderr and "Traceback" not in missing.stderr, missing.stderr
 
@@ -91,6 +94,7 @@ def test_verdi_and_aiida_cgcnn_commands(aiida_profile, recorded, structures, tmp
         str(model.pk),
         "--json",
         cwd=tmp_path,
+        env=env,
     )
     assert made.returncode == 0, made.stderr
     assert sorted(r["structure_uuid"] for r in json.loads(made.stdout)) == sorted(
