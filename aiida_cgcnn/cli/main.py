@@ -373,9 +373,13 @@ def _fit(dataset_, skipped, output_dir: Path, settings: _TrainSettings, options:
         )
         return trainer, trainer.fit()
     finally:
+        import gc
+
         import torch.distributed
 
         if torch.distributed.is_initialized():
+            # DDP's reducer holds the process group; collected at interpreter exit, its gloo threads abort
+            gc.collect()
             torch.distributed.destroy_process_group()
 
 
@@ -517,8 +521,20 @@ def train(data: Path, output_dir: Path, **given: Any) -> None:
     settings = _train_settings(options)
     dataset_, skipped = _training_data(data, settings, options)
     trainer, result = _fit(dataset_, skipped, output_dir, settings, options)
-    if trainer.rank == 0:
-        _report_training(output_dir, result)
+    code: Any = 0
+    try:
+        if trainer.rank == 0:
+            _report_training(output_dir, result)
+    except SystemExit as stop:
+        code = stop.code
+        raise
+    finally:
+        if trainer.world > 1:
+            # a rank whose interpreter finalizes with gloo's threads alive aborts (SIGABRT) after its work
+            # is done: every file is written, so leave without finalizers
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(code or 0))
 
 
 # --- predict ------------------------------------------------------------------------------------
