@@ -1,4 +1,5 @@
-"""Defaults of the CalcJobs' ``metadata.options``, set on the spec with its types intact."""
+"""What both CalcJobs declare alike: defaults of ``metadata.options`` (set on the spec with its types
+intact) and the exit codes of the command they run."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, cast
 from aiida.engine import CalcJobProcessSpec
 from plumpy.ports import InputPort, PortNamespace
 
-__all__ = ["set_option_defaults"]
+__all__ = ["define_command_exit_codes", "set_option_defaults"]
 
 
 def set_option_defaults(spec: CalcJobProcessSpec, **defaults: Any) -> None:
@@ -18,3 +19,23 @@ def set_option_defaults(spec: CalcJobProcessSpec, **defaults: Any) -> None:
         port = cast(InputPort, options[name])
         port.default = value
         port.required = False
+
+
+def define_command_exit_codes(spec: CalcJobProcessSpec) -> None:
+    """The exit codes ``cgcnn.train`` and ``cgcnn.predict`` share, in aiida-core's ranges: 300-399 critical
+    failures (no handler can help), 400-499 failures the restart work chain recovers from. None is a cache
+    source."""
+    spec.exit_code(
+        300, "ERROR_MISSING_OUTPUT", invalidates_cache=True, message="The command left no {filename}."
+    )
+    spec.exit_code(310, "ERROR_INVALID_DATASET", invalidates_cache=True, message="Invalid input: {message}")
+    spec.exit_code(
+        350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"
+    )
+    spec.exit_code(
+        410,
+        "ERROR_REMOTE_DATASET_MISSING",
+        invalidates_cache=True,
+        message="The dataset expected in the computer's cache {cache} is gone: {message}",
+    )
+    spec.exit_code(430, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")

@@ -13,7 +13,7 @@ from aiida.engine import CalcJob, CalcJobProcessSpec
 from ..data.dataset import CrystalDatasetData
 from ..data.ensemble import EnsembleData
 from ..data.model import ModelData
-from .options import set_option_defaults
+from .options import define_command_exit_codes, set_option_defaults
 from .remote_cache import (
     CACHE_LINK,
     REUSE_OPTION,
@@ -114,23 +114,7 @@ class PredictCalculation(CalcJob):
             required=False,
             help="Ensembles: how many structures lie outside the training domain.",
         )
-        # the same numbers as cgcnn.train; none of them is a cache source
-        spec.exit_code(
-            300, "ERROR_MISSING_OUTPUT", invalidates_cache=True, message="The command left no {filename}."
-        )
-        spec.exit_code(
-            310, "ERROR_INVALID_DATASET", invalidates_cache=True, message="Invalid input: {message}"
-        )
-        spec.exit_code(
-            410,
-            "ERROR_REMOTE_DATASET_MISSING",
-            invalidates_cache=True,
-            message="The dataset expected in the computer's cache {cache} is gone: {message}",
-        )
-        spec.exit_code(430, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
-        spec.exit_code(
-            350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"
-        )
+        define_command_exit_codes(spec)  # the same codes as cgcnn.train
 
     def _setup_metadata(self, metadata: dict[str, Any]) -> None:
         super()._setup_metadata(hashed_metadata(metadata))

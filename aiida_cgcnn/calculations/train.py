@@ -12,7 +12,7 @@ from aiida.engine import CalcJob, CalcJobProcessSpec
 
 from ..data.dataset import CrystalDatasetData
 from ..data.model import ModelData
-from .options import set_option_defaults
+from .options import define_command_exit_codes, set_option_defaults
 from .parameters import PARAMETERS_HELP, validate_train_parameters
 from .remote_cache import (
     CACHE_LINK,
@@ -116,35 +116,18 @@ class TrainCalculation(CalcJob):
         )
         spec.default_output_node = "metrics"
 
-        # aiida-core's ranges: 300-399 critical failures (no handler can help), 400-499 the calculation
-        # stopped or failed in a way the restart work chain recovers from. None is a cache source.
+        define_command_exit_codes(spec)  # 300, 310, 350, 410, 430
         spec.exit_code(
-            300, "ERROR_MISSING_OUTPUT", invalidates_cache=True, message="The command left no {filename}."
-        )
-        spec.exit_code(
-            310, "ERROR_INVALID_DATASET", invalidates_cache=True, message="Invalid input: {message}"
-        )
-        spec.exit_code(
-            410,
-            "ERROR_REMOTE_DATASET_MISSING",
+            400,
+            "STOPPED_BEFORE_WALLTIME",
             invalidates_cache=True,
-            message="The dataset expected in the computer's cache {cache} is gone: {message}",
+            message="Stopped before the walltime with a checkpoint saved; resume from it.",
         )
         spec.exit_code(
             420,
             "ERROR_LOSS_DIVERGED",
             invalidates_cache=True,
             message="The training loss diverged: {message}",
-        )
-        spec.exit_code(430, "ERROR_OUT_OF_MEMORY", invalidates_cache=True, message="Out of memory: {message}")
-        spec.exit_code(
-            350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"
-        )
-        spec.exit_code(
-            400,
-            "STOPPED_BEFORE_WALLTIME",
-            invalidates_cache=True,
-            message="Stopped before the walltime with a checkpoint saved; resume from it.",
         )
 
     def _parameters(self) -> dict[str, Any]:
