@@ -310,7 +310,7 @@ def list_models() -> list[dict[str, Any]]:
 def list_datasets() -> list[dict[str, Any]]:
     """Every stored dataset, oldest first: size, targets and units, elements, descriptor features,
     ``sha256`` (of the file), ``dataset_sha256`` (of the content), label, date and how many stored
-    models were trained on it (by a calculation in this profile, or elsewhere on the same content)."""
+    models were trained on it (by a calculation in this profile, or elsewhere on the same content and target names)."""
     rows = []
     query = (
         orm.QueryBuilder()
@@ -325,9 +325,11 @@ def list_datasets() -> list[dict[str, Any]]:
         models = set(trained.all(flat=True))
         if dataset.dataset_sha256:  # models trained elsewhere on the same content (their checkpoints say)
             same = orm.QueryBuilder().append(
-                ModelData, filters={"attributes.dataset_sha256": dataset.dataset_sha256}, project="uuid"
+                ModelData,
+                filters={"attributes.dataset_sha256": dataset.dataset_sha256},
+                project=["uuid", "attributes.targets"],
             )
-            models.update(same.all(flat=True))
+            models.update(uuid for uuid, targets in same.all() if targets == dataset.target_names)
         rows.append(
             {
                 "pk": dataset.pk,

@@ -162,8 +162,9 @@ class ModelData(orm.SinglefileData):
 
     def get_training_dataset(self) -> CrystalDatasetData | None:
         """The ``CrystalDatasetData`` this model was trained on: the dataset input of its training in
-        the graph, else a stored dataset whose content has the checkpoint's ``dataset_sha256`` (a model
-        imported from a command-line run); None if neither is in the profile."""
+        the graph, else a stored dataset whose content has the checkpoint's ``dataset_sha256`` and the model's
+        target names (a model imported from a command-line run; the oldest such node); None if neither
+        is in the profile."""
         creator = self.creator
         if creator is not None:
             link = creator.base.links.get_incoming(node_class=CrystalDatasetData).first()
@@ -175,7 +176,10 @@ class ModelData(orm.SinglefileData):
         query = orm.QueryBuilder().append(
             CrystalDatasetData, filters={"attributes.dataset_sha256": digest}, project="*"
         )
-        return t.cast("CrystalDatasetData | None", query.first(flat=True))
+        found = t.cast("list[CrystalDatasetData]", query.order_by({CrystalDatasetData: "id"}).all(flat=True))
+        # the content hash leaves out target names: the same values under other names are another dataset
+        named = [node for node in found if node.base.attributes.get("target_names") == self.targets]
+        return named[0] if named else None
 
     # not aiida-core's Data.export (format conversion): the checkpoint file itself
     def export(self, path: str | pathlib.Path) -> pathlib.Path:  # type: ignore[override]

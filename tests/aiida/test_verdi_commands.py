@@ -142,13 +142,15 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
     from aiida_cgcnn.descriptors.hybrid import attach_descriptors
 
     energies = alloy_data[1]
-    two, _ = CrystalDataset.from_structures(
-        alloy_data[0],
-        np.stack([energies * 8, energies], axis=1),
-        target_names=["E", "emt_energy"],
-        units=["eV", "eV/atom"],
-    )
-    hybrid, _ = attach_descriptors(two, "density,vpa")
+
+    def two_targets(names: list[str]) -> CrystalDataset:
+        values = np.stack([energies * 8, energies], axis=1)
+        two, _ = CrystalDataset.from_structures(alloy_data[0], values, target_names=names, units=["eV", "eV/atom"])
+        return attach_descriptors(two, "density,vpa")[0]
+
+    # the same content under other target names, stored first: another dataset, never reported as this one's
+    renamed = CrystalDatasetData.from_dataset(two_targets(["renamed", "emt_energy"])).store()
+    hybrid = two_targets(["E", "emt_energy"])
     dataset = CrystalDatasetData.from_dataset(hybrid).store()
     result = Trainer(
         hybrid,
@@ -205,6 +207,8 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
     assert row["size"] == [str(len(hybrid))] and row["targets"] == ["E [eV], emt_energy [eV/atom]"]
     assert sorted(row["elements"][0].split()) == sorted(dataset.base.attributes.get("elements"))
     assert row["features"] == ["2"] and row["models"] == ["1"] and row["sha256"] == [dataset.sha256[:12]]
+    (row,) = [r for r in table_rows(listed) if r["PK"] == [str(renamed.pk)]]
+    assert row["models"] == ["0"]
     shown = runner.invoke(dataset_group, ["show", str(dataset.pk)], catch_exceptions=False).output
     fields = show_fields(shown)
     assert fields["PK"] == str(dataset.pk) and fields["size"] == str(len(hybrid))
