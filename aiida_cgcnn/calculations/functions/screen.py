@@ -1,0 +1,304 @@
+"""Calcfunctions of ``cgcnn.screen``: a dataset per shard of structures, and one table of every prediction.
+
+:func:`screen_shard` makes the ``CrystalDatasetData`` a ``cgcnn.predict`` job of one shard reads; its
+inputs are the shard's structures, so each structure's prediction is found from the structure
+(``StructureData`` -> ``screen_shard`` -> dataset -> ``cgcnn.predict`` -> ``predictions``, the rule of
+:func:`aiida_cgcnn.provenance.find_predictions`) without a node per structure.
+:func:`screening_table` gathers the shards' predictions into one CSV in input order and applies the
+criterion; :func:`read_screening_table` reads it back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import typing as t
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+from ...data.dataset import CrystalDatasetData
+from ...errors import InvalidStructureError
+from ...selection import Criterion
+from ...structures import Crystal, to_crystal
+from ...training.dataset import CrystalDataset, Skipped
+
+__all__ = [
+    "TABLE_FILENAME",
+    "crystal_from_attributes",
+    "read_screening_table",
+    "screen_shard",
+    "screening_table",
+    "shard_link_label",
+]
+
+#: The file of the table node.
+TABLE_FILENAME = "screening.csv"
+#: How many invalid structures the summary names (the table lists every one).
+SUMMARY_INVALID = 1000
+_TEXT = ("uuid", "label", "status", "reason", "out_of_domain")
+_INT = ("position", "pk", "shard", "cell_atoms", "basis_atoms", "rank")
+
+
+def shard_link_label(position: int) -> str:
+    """Link label of the structure at ``position`` (0-based, in input order) among a shard's inputs: the
+    labels sort as the positions do."""
+    return f"s{position:09d}"
+
+
+def crystal_from_attributes(sid: str, attributes: dict[str, t.Any]) -> Crystal:
+    """A validated :class:`Crystal` from a ``StructureData``'s attributes (``cell``, ``pbc1..3``, ``kinds``,
+    ``sites``) without building an ASE or pymatgen object; raises :class:`InvalidStructureError`."""
+    from ase.data import atomic_numbers
+
+    if not all(attributes.get(f"pbc{k}", True) for k in (1, 2, 3)):
+        raise InvalidStructureError(sid, "is not periodic in all three directions", "give it a 3D cell")
+    cell = np.asarray(attributes.get("cell"), dtype=np.float64)
+    if cell.shape != (3, 3) or abs(np.linalg.det(cell)) < 1e-3:
+        raise InvalidStructureError(sid, "has no cell", "give it a 3D cell")
+    kinds = {}
+    for kind in attributes.get("kinds", []):
+        symbols, weights = kind["symbols"], kind["weights"]
+        if len(symbols) != 1 or abs(sum(weights) - 1.0) > 1e-6:
+            raise InvalidStructureError(
+                sid,
+                f"has partial occupancy or disordered sites (kind {kind['name']!r})",
+                "order it first, or skip it",
+            )
+        if symbols[0] not in atomic_numbers or symbols[0] == "X":
+            raise InvalidStructureError(
+                sid, f"has a site of unknown element {symbols[0]}", "remove that site"
+            )
+        kinds[kind["name"]] = atomic_numbers[symbols[0]]
+    sites = attributes.get("sites", [])
+    positions = np.asarray([site["position"] for site in sites], dtype=np.float64).reshape(-1, 3)
+    numbers = np.asarray([kinds[site["kind_name"]] for site in sites], dtype=np.int64)
+    frac = np.linalg.solve(cell.T, positions.T).T if len(sites) else positions
+    return to_crystal(Crystal(sid, cell, frac, numbers))  # the checks every model needs
+
+
+@calcfunction
+def screen_shard(**structures: orm.StructureData) -> dict[str, orm.Data]:
+    """The dataset one ``cgcnn.predict`` job of a screen reads: ``structures`` (link labels
+    :func:`shard_link_label`, so in input order) with their UUIDs as ids and no targets.
+
+    Outputs ``structures`` (``Dict``: ``uuids``, ``pks``, ``labels`` and ``atoms`` of every input in
+    order, and ``invalid``: UUID -> reason of those left out) and, when one structure is valid,
+    ``dataset`` (``CrystalDatasetData``; its ``skipped`` attribute lists the invalid ones too).
+    """
+    labels = sorted(structures)
+    crystals: list[Crystal] = []
+    skipped: list[Skipped] = []
+    record: dict[str, list[t.Any]] = {"uuids": [], "pks": [], "labels": [], "atoms": []}
+    for label in labels:
+        node = structures[label]
+        attributes = node.base.attributes.all  # loaded with the node: no query per structure
+        record["uuids"].append(node.uuid)
+        record["pks"].append(node.pk)
+        record["labels"].append(node.label)
+        record["atoms"].append(len(attributes.get("sites", [])))
+        try:
+            crystals.append(crystal_from_attributes(node.uuid, attributes))
+        except InvalidStructureError as error:
+            skipped.append(Skipped(node.uuid, str(error)))
+    invalid = {s.id: s.reason for s in skipped}
+    outputs: dict[str, orm.Data] = {"structures": orm.Dict({**record, "invalid": invalid})}
+    if crystals:
+        dataset = CrystalDataset.from_crystals(
+            crystals, np.full((len(crystals), 1), np.nan), ["unknown"], [""]
+        )  # predictions need no targets
+        dataset_node = CrystalDatasetData.from_dataset(dataset)
+        dataset_node.base.attributes.set("skipped", invalid)
+        outputs["dataset"] = dataset_node
+    return outputs
+
+
+def _column_units(
+    names: list[str], units: list[str], basis: list[str], has_std: bool
+) -> list[tuple[str, str]]:
+    columns = [(c, "") for c in ("position", "uuid", "pk", "label", "shard", "status", "reason")]
+    columns += [("cell_atoms", ""), ("basis_atoms", "")]
+    for name, unit, kind in zip(names, units, basis, strict=True):
+        per = f"{unit} (per {kind})" if kind != "intensive" else unit
+        columns.append((name, per))
+        if has_std:
+            columns.append((f"{name}_std", per))
+        if kind != "intensive":
+            columns += [(f"{name}_per_atom", f"{unit} (per atom)")]
+            if has_std:
+                columns += [(f"{name}_per_atom_std", f"{unit} (per atom)")]
+    return columns
+
+
+@calcfunction
+def screening_table(criterion: orm.Dict, context: orm.Dict, **shards: orm.Data) -> dict[str, orm.Data]:
+    """One table of a screen: every structure in input order, its prediction (or why there is none),
+    and the criterion's selection.
+
+    ``shards`` holds, for shard ``K`` (4 digits), ``structures_K`` (the ``structures`` output of
+    :func:`screen_shard`) and, for a shard whose ``cgcnn.predict`` job succeeded, ``predictions_K``,
+    ``skipped_K`` and, for an ensemble, ``out_of_domain_K`` (that job's outputs). ``context`` gives
+    ``model`` (uuid, label), ``failed`` (shard -> reason), ``shards`` (per shard its calculations)
+    and ``group`` (label, uuid of the group of selected structures).
+
+    Outputs ``table`` (``SinglefileData`` ``screening.csv``, see :func:`read_screening_table`) and
+    ``summary`` (``Dict``).
+    """
+    spec = Criterion.from_dict(criterion.get_dict())
+    info = context.get_dict()
+    failed = {int(k): v for k, v in info.get("failed", {}).items()}
+    indices = sorted(int(key.split("_")[1]) for key in shards if key.startswith("structures_"))
+    first = next((shards[f"predictions_{k:04d}"] for k in indices if f"predictions_{k:04d}" in shards), None)
+    names: list[str] = list(info["targets"])
+    units: list[str] = list(info["units"])
+    basis: list[str] = list(info.get("basis") or ["intensive"] * len(names))
+    has_std = bool(info.get("ensemble"))
+    if first is not None and first.base.attributes.get("target_names") != names:
+        raise ValueError(f"the predictions are of {first.base.attributes.get('target_names')}, not {names}")
+    rows: list[dict[str, t.Any]] = []
+    for k in indices:
+        record = t.cast(orm.Dict, shards[f"structures_{k:04d}"]).get_dict()
+        invalid = record["invalid"]
+        found: dict[str, int] = {}
+        predictions = t.cast("orm.ArrayData | None", shards.get(f"predictions_{k:04d}"))
+        skipped = t.cast(orm.Dict, shards[f"skipped_{k:04d}"]).get_dict() if predictions is not None else {}
+        flagged = (
+            t.cast(orm.Dict, shards[f"out_of_domain_{k:04d}"]).get_dict()
+            if f"out_of_domain_{k:04d}" in shards
+            else {}
+        )
+        arrays: dict[str, np.ndarray] = {}
+        if predictions is not None:
+            found = {str(sid): row for row, sid in enumerate(predictions.get_array("ids"))}
+            arrays = {name: predictions.get_array(name) for name in predictions.get_arraynames()}
+        for uuid, pk, label, atoms in zip(
+            record["uuids"], record["pks"], record["labels"], record["atoms"], strict=True
+        ):
+            row: dict[str, t.Any] = {
+                "position": len(rows), "uuid": uuid, "pk": pk, "label": label, "shard": k,
+                "status": "predicted", "reason": "", "cell_atoms": atoms, "basis_atoms": atoms,
+                "out_of_domain": "",
+            }  # fmt: skip
+            if uuid in invalid:
+                row.update(status="invalid", reason=invalid[uuid])
+            elif k in failed:
+                row.update(status="failed", reason=failed[k])
+            elif uuid in skipped or uuid not in found:
+                row.update(status="invalid", reason=skipped.get(uuid, "not in the predictions"))
+            else:
+                j = found[uuid]
+                for c, name in enumerate(names):
+                    row[name] = float(arrays["values"][j, c])
+                    if has_std:
+                        row[f"{name}_std"] = float(arrays["std"][j, c])
+                    if basis[c] != "intensive":
+                        row[f"{name}_per_atom"] = float(arrays["values_per_atom"][j, c])
+                        row[f"{name}_per_atom_std"] = float(arrays["std_per_atom"][j, c])
+                if "basis_atoms" in arrays:
+                    row["basis_atoms"] = int(arrays["basis_atoms"][j])
+                row["out_of_domain"] = flagged.get(uuid, "")
+            rows.append(row)
+
+    column = names.index(spec.target)
+    values = np.array([r.get(spec.target, np.nan) for r in rows], dtype=np.float64)
+    std = np.array([r.get(f"{spec.target}_std", np.nan) for r in rows], dtype=np.float64) if has_std else None
+    # per atom of the cell the value is for: the basis cell of an ensemble's extensive target
+    atoms = np.array([r["basis_atoms"] if basis[column] != "intensive" else r["cell_atoms"] for r in rows])
+    score = spec.score(values, atoms) if len(rows) else values
+    ranked = spec.select(values, std, atoms) if len(rows) else np.zeros(0, dtype=int)
+    rank = np.zeros(len(rows), dtype=int)
+    rank[ranked] = np.arange(1, len(ranked) + 1)
+
+    columns = [
+        *_column_units(names, units, basis, has_std),
+        ("out_of_domain", ""),
+        ("score", _score_unit(spec, units[column], basis[column])),
+        ("selected", ""),
+        ("rank", ""),
+    ]
+    handle = io.StringIO()
+    handle.write(f"# cgcnn.screen table; model: {info['model']['label']}\n")
+    handle.write(f"# criterion: {json.dumps(spec.to_dict(), sort_keys=True)}\n")
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow([c for c, _ in columns])
+    writer.writerow(["# units", *[u for _, u in columns[1:]]])
+    for k, row in enumerate(rows):
+        row["score"] = float(score[k])
+        row["selected"] = bool(rank[k])
+        row["rank"] = int(rank[k]) if rank[k] else ""
+        writer.writerow([_cell(row.get(c, "")) for c, _ in columns])
+    table = orm.SinglefileData(io.BytesIO(handle.getvalue().encode()), filename=TABLE_FILENAME)
+    table.description = f"cgcnn.screen: {len(rows)} structures, {len(ranked)} selected ({spec.target})"
+
+    status = [r["status"] for r in rows]
+    invalid_rows = {r["uuid"]: r["reason"] for r in rows if r["status"] == "invalid"}
+    summary = {
+        "structures": len(rows),
+        "predicted": status.count("predicted"),
+        "invalid": status.count("invalid"),
+        "in_failed_shards": status.count("failed"),
+        "selected": len(ranked),
+        "out_of_domain": sum(bool(r["out_of_domain"]) for r in rows),
+        "invalid_reasons": dict(list(invalid_rows.items())[:SUMMARY_INVALID]),
+        "invalid_listed": min(len(invalid_rows), SUMMARY_INVALID),
+        "failed_shards": {str(k): v for k, v in sorted(failed.items())},
+        "shards": info.get("shards", []),
+        "criterion": spec.to_dict(),
+        "model": info["model"],
+        "group": info.get("group", {}),
+        "top": [rows[k]["uuid"] for k in ranked[:10]],
+    }
+    return {"table": table, "summary": orm.Dict(summary)}
+
+
+def _score_unit(spec: Criterion, unit: str, basis: str) -> str:
+    if spec.per_atom:
+        return f"{unit} (per atom)"
+    return f"{unit} (per {basis})" if basis != "intensive" else unit
+
+
+def _cell(value: t.Any) -> t.Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.8g}"
+    return value
+
+
+def read_screening_table(
+    source: orm.SinglefileData | str,
+) -> tuple[dict[str, t.Any], dict[str, str], list[dict[str, t.Any]]]:
+    """Read a screen's table (the node, or the CSV's text): ``meta`` (``model``, ``criterion``), the
+    unit of every column, and one dict per structure in input order (numbers as numbers, a missing
+    value as NaN or None, ``selected`` as bool)."""
+    text = source.get_content(mode="r") if isinstance(source, orm.SinglefileData) else source
+    lines = str(text).splitlines()
+    meta: dict[str, t.Any] = {}
+    while lines and lines[0].startswith("# ") and not lines[0].startswith("# units"):
+        line = lines.pop(0)
+        if line.startswith("# criterion: "):
+            meta["criterion"] = json.loads(line[len("# criterion: ") :])
+        elif "model: " in line:
+            meta["model"] = line.split("model: ", 1)[1]
+    reader = list(csv.reader(lines))
+    if len(reader) < 2 or reader[1][:1] != ["# units"]:
+        raise ValueError("not a cgcnn.screen table: no '# units' row under the header")
+    header = reader[0]
+    units = dict(zip(header, ["", *reader[1][1:]], strict=True))
+    rows = []
+    for raw in reader[2:]:
+        row: dict[str, t.Any] = {}
+        for name, value in zip(header, raw, strict=True):
+            if name in _TEXT:
+                row[name] = value
+            elif name == "selected":
+                row[name] = value == "true"
+            elif name in _INT:
+                row[name] = int(value) if value else None
+            else:
+                row[name] = float(value) if value else math.nan
+        rows.append(row)
+    return meta, units, rows
