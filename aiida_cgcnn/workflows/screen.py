@@ -31,6 +31,7 @@ from ..data.ensemble import EnsembleData
 from ..data.model import ModelData
 from ..phonons.compare import find_phonon_target
 from ..phonons.errors import PhononInputError
+from ..phonons.settings import PhononSettings
 from ..selection import Criterion
 from .phonon_comparison import PhononComparisonWorkChain
 
@@ -114,6 +115,16 @@ def validate_inputs(inputs: dict[str, Any], _: Any) -> str | None:
     if "verify" in inputs and "verify_count" in inputs and inputs["verify_count"].value < 1:
         return f"verify_count {inputs['verify_count'].value}: give a positive number of structures"
     if "verify" in inputs:
+        reference = inputs["verify"].get("reference", {})
+        if "engine" not in reference and "force_workchain" not in reference:
+            return (
+                "verify: give the reference's force source, verify.reference.engine (e.g. "
+                "{'calculator': 'ase.calculators.emt.EMT'}) or verify.reference.force_workchain"
+            )
+        try:
+            PhononSettings.from_dict(reference["phonopy"].get_dict() if "phonopy" in reference else {})
+        except PhononInputError as error:
+            return f"verify.reference.phonopy: {error}"
         temperature = (
             inputs["verify"]["model_temperature"].value if "model_temperature" in inputs["verify"] else 300.0
         )
@@ -217,6 +228,8 @@ class ScreenWorkChain(WorkChain):
                 "candidates with the screen's model, which must predict U and Cv.",
             },
         )
+        # the comparison's own validator wants its crystals, which the screen picks: checked here instead
+        spec.inputs["verify"].validator = None
         spec.input(
             "verify_count",
             valid_type=orm.Int,

@@ -167,3 +167,41 @@ def test_slurm_memory_kill_starts_again_from_the_fine_tuning_weights(
     assert "#SBATCH --mem=200" in calcs[0].base.repository.get_object_content("_aiidasubmit.sh")
     assert "parent_folder" not in calcs[1].inputs and calcs[1].inputs.model.uuid == weights.uuid
     assert node.exit_status == TrainWorkChain.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status
+
+
+def test_screen_shards_run_as_separate_slurm_jobs(slurm_computer, cgcnn_executable, structures, tmp_path):
+    """cgcnn.screen on the cluster: three shards, three SLURM jobs (all submitted before any ended),
+    one table of the six structures in input order."""
+    from aiida_cgcnn.calculations.functions.screen import read_screening_table
+    from aiida_cgcnn.data.model import ModelData
+    from aiida_cgcnn.training.dataset import CrystalDataset
+    from aiida_cgcnn.training.trainer import Trainer
+    from aiida_cgcnn.workflows.screen import ScreenWorkChain
+    from tests.builders import SMALL_MODEL
+
+    chosen = structures[:6]
+    dataset, _ = CrystalDataset.from_structures(
+        [s.get_ase() for s in chosen], np.arange(6.0), ids=[s.uuid for s in chosen], target_names=["y"]
+    )
+    trained = Trainer(
+        dataset, tmp_path / "run", model_config=SMALL_MODEL, train_config={"epochs": 1, "batch_size": 4},
+        progress=False,
+    ).fit()  # fmt: skip
+    builder = ScreenWorkChain.get_builder()
+    builder.code = _code(slurm_computer, cgcnn_executable)
+    builder.structures = {f"s{k}": s for k, s in enumerate(chosen)}
+    builder.model = ModelData.get_or_create(trained.best_checkpoint)
+    builder.criterion = orm.Dict({"target": "y", "top_k": 2})
+    builder.shard_size = orm.Int(2)
+    builder.predict.device = "cpu"
+    builder.predict.metadata.options.max_wallclock_seconds = 600
+    builder.predict.metadata.options.resources = {"num_machines": 1, "num_mpiprocs_per_machine": 1}
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    jobs = [orm.load_node(s["calculations"][0]) for s in results["summary"]["shards"]]
+    assert len({job.get_job_id() for job in jobs}) == 3 and all(job.get_job_id() for job in jobs)
+    assert all(job.computer.uuid == slurm_computer.uuid and job.is_finished_ok for job in jobs)
+    assert max(job.ctime for job in jobs) < min(job.mtime for job in jobs)
+    _, _, rows = read_screening_table(results["table"])
+    assert [r["uuid"] for r in rows] == [s.uuid for s in chosen]
+    assert [r["status"] for r in rows] == ["predicted"] * 6 and sum(r["selected"] for r in rows) == 2
