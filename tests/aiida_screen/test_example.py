@@ -1,0 +1,57 @@
+"""``examples/screen_alloys.py`` as a user runs it: ``verdi presto`` on an empty AiiDA configuration,
+then ``verdi run`` (smaller than the default: 30 alloys in 3 shards)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiida_cgcnn.pretrained.registry import available
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "screen_alloys.py"
+VERDI = str(Path(sys.executable).parent / "verdi")
+
+
+@pytest.mark.slow
+def test_verdi_run_screens_a_group_on_a_fresh_presto_profile(tmp_path):
+    if "phonons-300K" not in available():
+        pytest.skip("the pretrained model 'phonons-300K' is not installed")
+    env = {
+        **os.environ,
+        "AIIDA_PATH": str(tmp_path / "aiida"),
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("AIIDA_PROFILE", None)
+    work = tmp_path / "run"
+    work.mkdir()
+    (tmp_path / "aiida").mkdir()
+    presto = subprocess.run([VERDI, "presto"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
+    assert presto.returncode == 0, presto.stdout + presto.stderr
+
+    arguments = ["--structures", "30", "--shard-size", "10", "--top-k", "3"]
+    run = subprocess.run(
+        [VERDI, "run", str(EXAMPLE), "--", *arguments],
+        env=env, cwd=work, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "exit status 0" in output
+    assert "30 structures in 3 shards: 30 predicted, 0 invalid, 0 in failed shards, 3 selected" in output
+    ranked = [line.split()[0] for line in output.splitlines() if line.startswith(("   1.", "   2.", "   3."))]
+    assert ranked == ["1.", "2.", "3."]
+    # the CSV the example wrote is the table: a header, a units row, 30 structures, three selected
+    with open(work / "runs" / "screen-alloys" / "screening.csv") as handle:
+        lines = [
+            line for line in handle if not line.startswith("# cgcnn") and not line.startswith("# criterion")
+        ]
+    header, units, *rows = list(csv.reader(lines))
+    assert units[0] == "# units" and len(rows) == 30
+    selected = [row for row in rows if row[header.index("selected")] == "true"]
+    assert sorted(int(row[header.index("rank")]) for row in selected) == [1, 2, 3]
