@@ -9,9 +9,11 @@ from reference outputs and turn the rounds' validation errors into a learning cu
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
@@ -22,17 +24,28 @@ from collections import Counter
 from functools import reduce
 from pathlib import Path
 
+import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
 from ...phonons.settings import PhononSettings
 
 __all__ = [
+    "MATCH_DEFAULTS",
+    "TARGETS",
+    "VALIDATION_PREFIX",
     "PhononTable",
     "TableLookupError",
+    "curve_row",
     "default_table_path",
+    "extend_dataset",
+    "learning_curve",
     "load_phonon_table",
+    "pool_dataset",
+    "prediction_set",
+    "reference_targets",
     "table_thermal_properties",
+    "validation_errors",
 ]
 
 #: The thermal properties a table row gives, by key (phonondb's keys and units, per mole of cells).
@@ -280,3 +293,270 @@ def table_thermal_properties(
     primitive = orm.StructureData(pymatgen=source.structure(found.index))
     primitive.label = structure.label
     return {"thermal_properties": orm.Dict(record), "primitive_structure": primitive}
+
+
+# --- the active-learning loop ------------------------------------------------------------------------
+
+#: Thermal properties that can become training targets: the reference output's key and the unit.
+TARGETS: dict[str, tuple[str, str]] = {
+    "U": ("U_kJmol", "kJ/mol"),
+    "Cv": ("Cv_JKmol", "J/(K mol)"),
+    "S": ("S_JKmol", "J/(K mol)"),
+    "F": ("F_kJmol", "kJ/mol"),
+}
+
+
+def _dataset_node(dataset: t.Any, skipped: dict[str, str] | None = None) -> t.Any:
+    from ...data.dataset import CrystalDatasetData
+
+    node = CrystalDatasetData.from_dataset(dataset)
+    if skipped is not None:
+        node.base.attributes.set("skipped", skipped)
+    return node
+
+
+@calcfunction
+def pool_dataset(**structures: orm.StructureData) -> t.Any:
+    """The pool as one dataset without targets (ids: the structures' UUIDs), for ``cgcnn.predict``.
+
+    Structures no model can take are left out and listed, UUID -> reason, in the ``skipped`` attribute.
+    """
+    from ...training.dataset import CrystalDataset
+
+    labels = sorted(structures)
+    dataset, skipped = CrystalDataset.from_structures(
+        [structures[label].get_ase() for label in labels],
+        None,
+        ids=[structures[label].uuid for label in labels],
+        target_names=["none"],
+        units=[""],
+        skip_invalid=True,
+        require_targets=False,
+        metadata={"what": "active-learning pool"},
+    )
+    return _dataset_node(dataset, {s.id: s.reason for s in skipped})
+
+
+#: Id prefix of the validation crystals in a round's prediction set (pool ids are UUIDs).
+VALIDATION_PREFIX = "validation:"
+
+
+@calcfunction
+def prediction_set(pool: orm.Data, computed: orm.List, validation: orm.Data | None = None) -> t.Any:
+    """What a round predicts, as one dataset for one ``cgcnn.predict`` job: the pool structures whose
+    UUIDs are not in ``computed`` (ids: their UUIDs) and the ``validation`` crystals (ids prefixed
+    with ``validation:``), without targets."""
+    from ...structures import Crystal
+    from ...training.dataset import CrystalDataset
+
+    dataset = pool.get_dataset()
+    done = set(computed.get_list())
+    crystals = [c for c in dataset.crystals() if c.id not in done]
+    if validation is not None:
+        for crystal in validation.get_dataset().crystals():
+            crystals.append(
+                Crystal(
+                    f"{VALIDATION_PREFIX}{crystal.id}", crystal.lattice, crystal.frac_coords, crystal.numbers
+                )
+            )
+    if not crystals:
+        raise ValueError("every structure of the pool is computed and there is no validation set")
+    metadata = {"what": "active-learning round: pool remainder and validation set"}
+    return _dataset_node(
+        CrystalDataset.from_crystals(
+            crystals, np.full((len(crystals), 1), np.nan), ["none"], [""], metadata=metadata
+        )
+    )
+
+
+def _value_at(record: dict[str, t.Any], key: str, temperature: float) -> float:
+    """``record[key]`` at ``temperature`` (a reference's lists over ``temperatures_K``)."""
+    temperatures = [float(x) for x in record["temperatures_K"]]
+    found = [k for k, x in enumerate(temperatures) if abs(x - temperature) < 1e-6]
+    if not found:
+        raise ValueError(f"no value at {temperature:g} K among {temperatures} K")
+    value = record[key][found[0]]
+    if value is None or not math.isfinite(float(value)):
+        raise ValueError(f"{key} at {temperature:g} K is {value}")
+    return float(value)
+
+
+def reference_targets(record: dict[str, t.Any], targets: t.Sequence[str], temperature: float) -> list[float]:
+    """The training targets (``U``, ``Cv``, ...) of one reference's ``thermal_properties``."""
+    return [_value_at(record, TARGETS[name][0], temperature) for name in targets]
+
+
+@calcfunction
+def extend_dataset(settings: orm.Dict, dataset: orm.Data | None = None, **references: t.Any) -> t.Any:
+    """A new training dataset: ``dataset`` (if given) and one crystal per reference.
+
+    ``references`` has two namespaces with the same labels: ``primitive_structures`` (the references'
+    primitive cells, the cells their values are per mole of) and ``thermal_properties`` (their
+    ``thermal_properties`` Dicts). ``settings``: ``targets`` (``U``, ``Cv``, ``S``, ``F``) and
+    ``temperature`` (K). The new crystals' ids are the primitive cells' UUIDs, so
+    ``get_source_structures`` finds them; the earlier crystals keep their ids and values.
+    """
+    from ...training.dataset import CrystalDataset
+
+    options = settings.get_dict()
+    names, temperature = list(options["targets"]), float(options["temperature"])
+    structures = dict(references.get("primitive_structures", {}))
+    records = dict(references.get("thermal_properties", {}))
+    if set(structures) != set(records) or not structures:
+        raise ValueError(
+            f"primitive_structures {sorted(structures)} and thermal_properties {sorted(records)} "
+            "must have the same, non-empty labels"
+        )
+    labels = sorted(structures)
+    values = np.array([reference_targets(records[label].get_dict(), names, temperature) for label in labels])
+    units = [TARGETS[name][1] for name in names]
+    metadata = {"per": "mole of primitive cells", "temperature_K": temperature, "targets": names}
+    new, _ = CrystalDataset.from_structures(
+        [structures[label].get_ase() for label in labels],
+        values,
+        ids=[structures[label].uuid for label in labels],
+        target_names=names,
+        units=units,
+        metadata=metadata,
+    )
+    if dataset is None:
+        return _dataset_node(new)
+    old = dataset.get_dataset()
+    if list(old.target_names) != names or list(old.units) != units:
+        raise ValueError(
+            f"dataset {dataset.uuid} has targets {old.target_names} in {old.units}, the references give "
+            f"{names} in {units}"
+        )
+    crystals = [*old.crystals(), *new.crystals()]
+    merged = CrystalDataset.from_crystals(
+        crystals, np.vstack([old.targets, new.targets]), names, units, metadata={**old.metadata, **metadata}
+    )
+    return _dataset_node(merged)
+
+
+def _errors(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
+    mae = float(np.mean(np.abs(predicted - reference)))
+    mad = float(np.mean(np.abs(reference - reference.mean())))
+    return {"mae": mae, "mad": mad, "mae_over_mad": mae / mad if mad > 0 else None}
+
+
+@calcfunction
+def validation_errors(predictions: orm.ArrayData, validation: orm.Data, settings: orm.Dict) -> orm.Dict:
+    """The ensemble's errors on the validation set: per target (``settings['targets']``) the MAE, the
+    MAD of the references and MAE/MAD, per cell (the dataset's basis, mole of primitive cells) and per
+    atom (values and references divided by the atoms of each cell); ``n`` validation crystals
+    predicted, ``n_skipped`` not. ``predictions`` may hold other structures: the validation crystals
+    are those whose id is ``settings['id_prefix']`` (default none) and a validation id."""
+    names, prefix = list(settings["targets"]), str(settings.get("id_prefix", ""))
+    dataset = validation.get_dataset()
+    row_of = {f"{prefix}{sid}": k for k, sid in enumerate(dataset.ids)}
+    every = [str(i) for i in predictions.get_array("ids")]
+    where = [k for k, i in enumerate(every) if i in row_of]
+    ids = [every[k] for k in where]
+    rows = np.array([row_of[i] for i in ids], dtype=int)
+    values = np.asarray(predictions.get_array("values"), dtype=float).reshape(len(every), -1)[where]
+    atoms = dataset.num_atoms[rows].astype(float)
+    result: dict[str, t.Any] = {"n": len(ids), "n_skipped": len(dataset) - len(ids), "targets": names}
+    for k, name in enumerate(names):
+        column = list(dataset.target_names).index(name)
+        reference, predicted = dataset.targets[rows, column], values[:, k]
+        result[name] = {
+            **_errors(predicted, reference),
+            "unit": dataset.units[column],
+            "per_atom": _errors(predicted / atoms, reference / atoms),
+        }
+    return orm.Dict(result)
+
+
+#: Columns of the learning curve besides the per-target errors.
+CURVE_COLUMNS = ("round", "n_references", "n_added", "n_failed", "n_unstable", "n_training", "members")
+
+
+def curve_columns(targets: t.Sequence[str]) -> list[str]:
+    columns = list(CURVE_COLUMNS)
+    for name in targets:
+        columns += [
+            f"{name}_mae",
+            f"{name}_mae_over_mad",
+            f"{name}_mae_per_atom",
+            f"{name}_mae_over_mad_per_atom",
+        ]
+    return columns
+
+
+def curve_row(
+    counts: dict[str, int], errors: dict[str, t.Any] | None, targets: t.Sequence[str]
+) -> dict[str, t.Any]:
+    """One learning-curve row: the counts and, with a validation set, each target's errors."""
+    row: dict[str, t.Any] = {key: counts.get(key) for key in CURVE_COLUMNS}
+    for name in targets:
+        values = (errors or {}).get(name) or {}
+        per_atom = values.get("per_atom") or {}
+        row[f"{name}_mae"] = values.get("mae")
+        row[f"{name}_mae_over_mad"] = values.get("mae_over_mad")
+        row[f"{name}_mae_per_atom"] = per_atom.get("mae")
+        row[f"{name}_mae_over_mad_per_atom"] = per_atom.get("mae_over_mad")
+    return row
+
+
+def learning_curve_png(
+    rows: list[dict[str, t.Any]], targets: t.Sequence[str], goals: dict[str, t.Any]
+) -> bytes:
+    """MAE/MAD per cell and per atom of each target against the number of reference calculations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
+    x = [row["n_references"] for row in rows]
+    for axis, suffix, title in ((axes[0], "", "per cell"), (axes[1], "_per_atom", "per atom")):
+        plotted = False
+        for name in targets:
+            y = [row.get(f"{name}_mae_over_mad{suffix}") for row in rows]
+            if any(v is not None for v in y):
+                axis.plot(x, [np.nan if v is None else v for v in y], "o-", label=name)
+                plotted = True
+        goal = goals.get("per_atom" if suffix else "per_cell")
+        if goal is not None:
+            axis.axhline(goal, color="grey", ls="--", lw=1, label=f"target {goal:g}")
+        if plotted:
+            axis.set_yscale("log")
+            axis.legend(fontsize=8)
+        else:
+            axis.text(0.5, 0.5, "no validation set", ha="center", va="center", transform=axis.transAxes)
+        axis.set_title(f"validation MAE/MAD {title}")
+        axis.set_xlabel("reference calculations")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+class CurveOutputs(t.TypedDict):
+    table: orm.SinglefileData
+    plot: orm.SinglefileData
+    summary: orm.Dict
+
+
+@calcfunction
+def learning_curve(record: orm.Dict, **errors: orm.Dict) -> CurveOutputs:
+    """The learning curve of an active-learning run: ``table`` (CSV, one row per trained ensemble:
+    round 0 is the initial one), ``plot`` (PNG) and ``summary`` (``record`` as given: the rows, the
+    structures computed per round, failures, why the loop stopped). ``errors``: the rounds'
+    validation errors (``validation_errors`` outputs), linked for provenance."""
+    content = record.get_dict()
+    targets, rows = list(content["targets"]), list(content["rows"])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=curve_columns(targets), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    table = orm.SinglefileData(io.BytesIO(buffer.getvalue().encode()), filename="learning_curve.csv")
+    png = learning_curve_png(rows, targets, content.get("goals", {}))
+    return {
+        "table": table,
+        "plot": orm.SinglefileData(io.BytesIO(png), filename="learning_curve.png"),
+        "summary": orm.Dict(content),
+    }
