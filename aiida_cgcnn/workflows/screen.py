@@ -23,6 +23,7 @@ from ..calculations.functions.ensemble import ensemble_from_models
 from ..calculations.functions.screen import (
     read_screening_table,
     screen_shard,
+    screen_shard_by_uuid,
     screening_table,
     shard_link_label,
 )
@@ -201,6 +202,16 @@ class ScreenWorkChain(WorkChain):
             help="Structures per cgcnn.predict job [10000].",
         )
         spec.input(
+            "link_structures",
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            serializer=orm.to_aiida_type,
+            help="Link every structure to the calcfunction that makes its shard's dataset, so that "
+            "find_predictions follows the graph from it [True]. aiida-core's linking costs time in the "
+            "square of the shard's size: for large groups give False (each shard's calcfunction then "
+            "takes a List of the UUIDs, and the dataset names them in its structure_uuids attribute).",
+        )
+        spec.input(
             "selected_group",
             valid_type=orm.Str,
             required=False,
@@ -317,41 +328,48 @@ class ScreenWorkChain(WorkChain):
         self.ctx.failed = {}
 
     def _shards(self) -> Any:
-        """Lists of stored structures, one per shard, in input order; a group is read one shard at a time
-        (by pk ranges, one query per shard), never all its nodes at once."""
+        """Per shard, in input order: its stored structures (to be linked) or their UUIDs. A group is read
+        as pks and UUIDs first, then, to be linked, one shard's nodes at a time (by pk range)."""
         size = self.inputs.shard_size.value
+        link = self.inputs.link_structures.value
         if "structures" in self.inputs and self.inputs.structures:
             nodes = [self.inputs.structures[label] for label in sorted(self.inputs.structures)]
             for start in range(0, len(nodes), size):
-                yield nodes[start : start + size]
+                chunk = nodes[start : start + size]
+                yield chunk if link else [node.uuid for node in chunk]
             return
         group = _load_group(self.inputs.structure_group.value)
         query = _group_structures(group)
-        query.add_projection("structure", "id")
-        pks = sorted(cast("list[int]", query.all(flat=True)))
-        for start in range(0, len(pks), size):
-            chunk = pks[start : start + size]
+        query.add_projection("structure", ["id", "uuid"])
+        rows = sorted(cast("list[tuple[int, str]]", query.all()))
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            if not link:
+                yield [uuid for _, uuid in chunk]
+                continue
             shard = _group_structures(group)
-            shard.add_filter("structure", {"id": {">=": chunk[0], "<=": chunk[-1]}})
+            shard.add_filter("structure", {"id": {">=": chunk[0][0], "<=": chunk[-1][0]}})
             shard.add_projection("structure", "*")
             shard.order_by({"structure": "id"})
             yield cast("list[orm.StructureData]", shard.all(flat=True))
 
     def build_shards(self) -> None:
-        """One dataset per shard, made by :func:`screen_shard` from the shard's structures."""
+        """One dataset per shard, made by :func:`screen_shard` from the shard's structures (linked), or by
+        :func:`screen_shard_by_uuid` from their UUIDs."""
         self.ctx.shards = []
         position = 0
-        for index, nodes in enumerate(self._shards()):
-            inputs = {shard_link_label(position + k): node for k, node in enumerate(nodes)}
-            position += len(nodes)
-            outputs = screen_shard(
-                **inputs,
-                metadata={"call_link_label": f"shard_{index:04d}", "label": f"screen shard {index}"},  # type: ignore[arg-type]
-            )
+        for index, chunk in enumerate(self._shards()):
+            metadata = {"call_link_label": f"shard_{index:04d}", "label": f"screen shard {index}"}
+            if self.inputs.link_structures.value:
+                inputs = {shard_link_label(position + k): node for k, node in enumerate(chunk)}
+                outputs = screen_shard(**inputs, metadata=metadata)  # type: ignore[arg-type]
+            else:
+                outputs = screen_shard_by_uuid(uuids=orm.List(chunk), metadata=metadata)  # type: ignore[call-arg]
+            position += len(chunk)
             self.ctx.shards.append(
                 {
                     "index": index,
-                    "size": len(nodes),
+                    "size": len(chunk),
                     "structures": outputs["structures"],
                     "dataset": outputs.get("dataset"),
                 }

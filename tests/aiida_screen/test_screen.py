@@ -7,12 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node
 from ase import Atoms
 from ase.build import bulk
 
 from aiida_cgcnn.calculations.functions.screen import read_screening_table
 from aiida_cgcnn.calculations.predict import PredictCalculation
+from aiida_cgcnn.data.dataset import CrystalDatasetData
 from aiida_cgcnn.provenance import find_predictions
 from aiida_cgcnn.selection import Criterion
 from aiida_cgcnn.workflows.screen import SHARD_VARIABLE, ScreenWorkChain
@@ -134,7 +136,13 @@ def test_a_failing_shard_is_retried_once_then_reported_with_the_others_intact(
     nodes = _alloys(alloy_data, 9, {})
     structures = {f"s{k:02d}": n for k, n in enumerate(nodes)}
     results, node = run_get_node(
-        _builder(code, structures=structures, model=members["m0"], shard_size=orm.Int(3))
+        _builder(
+            code,
+            structures=structures,
+            model=members["m0"],
+            shard_size=orm.Int(3),
+            link_structures=orm.Bool(False),
+        )
     )
     assert node.exit_status == ScreenWorkChain.exit_codes.ERROR_SHARDS_FAILED.status
     assert "1 of 3 shard(s) failed twice (1)" in node.exit_message
@@ -166,10 +174,21 @@ def test_a_failing_shard_is_retried_once_then_reported_with_the_others_intact(
     # top 4 by the lowest energy among the predicted ones
     expected = Criterion.from_dict(CRITERION).select(values)
     assert [rows[k]["rank"] for k in expected] == [1, 2, 3, 4] and set(expected) <= {0, 1, 2, 6, 7, 8}
-    # the retried shard's successful job is the one provenance finds
-    (record,) = find_predictions(nodes[7], derived=False)
-    assert record.process_uuid == jobs[2][1].uuid
-    assert find_predictions(nodes[4], derived=False) == []
+    # unlinked shards (link_structures False): each shard's calcfunction took a List of the UUIDs, and its
+    # dataset names them; the successful job of the retried shard is found from a structure's UUID
+    calls = node.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all()
+    shard = next(link.node for link in calls if link.link_label == "shard_0000")
+    inputs = shard.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+    assert [link.link_label for link in inputs] == ["uuids"]
+    assert inputs[0].node.get_list() == [n.uuid for n in nodes[:3]]
+    query = orm.QueryBuilder()
+    query.append(
+        CrystalDatasetData, filters={"attributes.structure_uuids": {"contains": [nodes[7].uuid]}}, tag="d"
+    )
+    query.append(PredictCalculation, with_incoming="d", filters={"attributes.exit_status": 0}, project="uuid")
+    assert query.all(flat=True) == [jobs[2][1].uuid]
+    # no link from the structures: the graph does not lead from them to the predictions
+    assert find_predictions(nodes[7], derived=False) == []
 
 
 @pytest.mark.parametrize(

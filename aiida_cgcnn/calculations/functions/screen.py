@@ -31,6 +31,7 @@ __all__ = [
     "crystal_from_attributes",
     "read_screening_table",
     "screen_shard",
+    "screen_shard_by_uuid",
     "screening_table",
     "shard_link_label",
 ]
@@ -85,25 +86,68 @@ def screen_shard(**structures: orm.StructureData) -> dict[str, orm.Data]:
     """The dataset one ``cgcnn.predict`` job of a screen reads: ``structures`` (link labels
     :func:`shard_link_label`, so in input order) with their UUIDs as ids and no targets.
 
+    Every structure is an input, so the provenance graph links it to its prediction (and
+    :func:`~aiida_cgcnn.provenance.find_predictions` follows that link); aiida-core adds input links one
+    by one and compares each with those already added, which costs time in the square of the shard's
+    size: :func:`screen_shard_by_uuid` is the one for large shards.
+
     Outputs ``structures`` (``Dict``: ``uuids``, ``pks``, ``labels`` and ``atoms`` of every input in
     order, and ``invalid``: UUID -> reason of those left out) and, when one structure is valid,
-    ``dataset`` (``CrystalDatasetData``; its ``skipped`` attribute lists the invalid ones too).
+    ``dataset`` (``CrystalDatasetData``; its ``skipped`` attribute lists the invalid ones, its
+    ``structure_uuids`` attribute every structure of the shard).
     """
-    labels = sorted(structures)
+    records = []
+    for label in sorted(structures):
+        node = structures[label]
+        # the attributes come with the node: no query per structure
+        records.append((node.uuid, t.cast(int, node.pk), node.label, node.base.attributes.all))
+    return _shard_outputs(records)
+
+
+@calcfunction
+def screen_shard_by_uuid(uuids: orm.List) -> dict[str, orm.Data]:
+    """:func:`screen_shard` of the stored structures whose UUIDs ``uuids`` lists (in that order), read
+    with one query per thousand structures (their attributes, never a node object each) and not linked
+    one by one: the time grows with the shard's size, not with its square. The structures are named by
+    UUID in the input, in the ``structures`` output and in the dataset's ``structure_uuids`` attribute.
+    """
+    wanted = [str(u) for u in uuids.get_list()]
+    found: dict[str, tuple[str, int, str, dict[str, t.Any]]] = {}
+    for start in range(0, len(wanted), _QUERY_CHUNK):
+        query = orm.QueryBuilder().append(
+            orm.StructureData,
+            filters={"uuid": {"in": wanted[start : start + _QUERY_CHUNK]}},
+            project=["uuid", "id", "label", "attributes"],
+        )
+        for uuid, pk, label, attributes in query.iterall():
+            found[str(uuid)] = (str(uuid), int(pk), str(label), dict(attributes))
+    missing = [u for u in wanted if u not in found]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of the {len(wanted)} UUIDs are no stored StructureData, e.g. {missing[0]}: "
+            "screen stored structures only"
+        )
+    return _shard_outputs([found[u] for u in wanted])
+
+
+#: Structures per query when reading a shard by UUID (below SQLite's limit of bound variables).
+_QUERY_CHUNK = 1000
+
+
+def _shard_outputs(records: list[tuple[str, int, str, dict[str, t.Any]]]) -> dict[str, orm.Data]:
+    """The outputs of a shard's calcfunction from (uuid, pk, label, attributes) per structure."""
     crystals: list[Crystal] = []
     skipped: list[Skipped] = []
     record: dict[str, list[t.Any]] = {"uuids": [], "pks": [], "labels": [], "atoms": []}
-    for label in labels:
-        node = structures[label]
-        attributes = node.base.attributes.all  # loaded with the node: no query per structure
-        record["uuids"].append(node.uuid)
-        record["pks"].append(node.pk)
-        record["labels"].append(node.label)
+    for uuid, pk, label, attributes in records:
+        record["uuids"].append(uuid)
+        record["pks"].append(pk)
+        record["labels"].append(label)
         record["atoms"].append(len(attributes.get("sites", [])))
         try:
-            crystals.append(crystal_from_attributes(node.uuid, attributes))
+            crystals.append(crystal_from_attributes(uuid, attributes))
         except InvalidStructureError as error:
-            skipped.append(Skipped(node.uuid, str(error)))
+            skipped.append(Skipped(uuid, str(error)))
     invalid = {s.id: s.reason for s in skipped}
     outputs: dict[str, orm.Data] = {"structures": orm.Dict({**record, "invalid": invalid})}
     if crystals:
@@ -111,7 +155,7 @@ def screen_shard(**structures: orm.StructureData) -> dict[str, orm.Data]:
             crystals, np.full((len(crystals), 1), np.nan), ["unknown"], [""]
         )  # predictions need no targets
         dataset_node = CrystalDatasetData.from_dataset(dataset)
-        dataset_node.base.attributes.set("skipped", invalid)
+        dataset_node.base.attributes.set_many({"skipped": invalid, "structure_uuids": record["uuids"]})
         outputs["dataset"] = dataset_node
     return outputs
 
