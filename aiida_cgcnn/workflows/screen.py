@@ -11,7 +11,6 @@ optional verification runs ``cgcnn.phonon_comparison`` on the best and the most 
 
 from __future__ import annotations
 
-import math
 from typing import Any, cast
 
 from aiida import orm
@@ -21,7 +20,7 @@ from aiida.engine.processes.workchains.workchain import WorkChainSpec
 
 from ..calculations.functions.ensemble import ensemble_from_models
 from ..calculations.functions.screen import (
-    read_screening_table,
+    SUMMARY_UNCERTAIN,
     screen_shard,
     screen_shard_by_uuid,
     screening_table,
@@ -43,6 +42,8 @@ SHARD_VARIABLE = "CGCNN_SCREEN_SHARD"
 #: How many times a shard's job is submitted before the shard is reported as failed.
 ATTEMPTS = 2
 _MODEL_INPUTS = ("model", "models", "pretrained")
+#: Structures verified of each kind (best, most uncertain) when neither verify_count nor top_k says.
+VERIFY_COUNT = 3
 
 
 def _load_group(value: str) -> orm.Group:
@@ -113,8 +114,11 @@ def validate_inputs(inputs: dict[str, Any], _: Any) -> str | None:
         )
     if inputs["shard_size"].value < 1:
         return f"shard_size {inputs['shard_size'].value}: give a positive number of structures per job"
-    if "verify" in inputs and "verify_count" in inputs and inputs["verify_count"].value < 1:
-        return f"verify_count {inputs['verify_count'].value}: give a positive number of structures"
+    if "verify_count" in inputs and not 1 <= inputs["verify_count"].value <= SUMMARY_UNCERTAIN:
+        return (
+            f"verify_count {inputs['verify_count'].value}: give a number of structures from 1 to "
+            f"{SUMMARY_UNCERTAIN}"
+        )
     if "verify" in inputs:
         reference = inputs["verify"].get("reference", {})
         if "engine" not in reference and "force_workchain" not in reference:
@@ -247,7 +251,7 @@ class ScreenWorkChain(WorkChain):
             required=False,
             serializer=orm.to_aiida_type,
             help="How many of the best and how many of the most uncertain structures are verified "
-            "[the criterion's top_k, else 3].",
+            "[the criterion's top_k, else 3; at most 100].",
         )
         spec.inputs.validator = validate_inputs
 
@@ -489,12 +493,9 @@ class ScreenWorkChain(WorkChain):
         self.out("table", table)
         self.out("summary", summary)
         self.out("model", model)
-        _, _, rows = read_screening_table(table)
-        selected = sorted((r for r in rows if r["selected"]), key=lambda r: r["rank"])
-        self._add_to_group(group, [r["pk"] for r in selected])
+        self._add_to_group(group, list(summary["selected_pks"]))
         self.ctx.failed = failed
-        self.ctx.counts = {"shards": len(self.ctx.shards), "predicted": summary["predicted"]}
-        self.ctx.verify = self._verification_candidates(selected, rows) if "verify" in self.inputs else {}
+        self.ctx.verify = self._verification_candidates(summary) if "verify" in self.inputs else {}
 
     def _add_to_group(self, group: orm.Group, pks: list[int]) -> None:
         for start in range(0, len(pks), 1000):
@@ -503,32 +504,14 @@ class ScreenWorkChain(WorkChain):
             )
             group.add_nodes(cast("list[orm.Node]", query.all(flat=True)))
 
-    def _verification_candidates(
-        self, selected: list[dict[str, Any]], rows: list[dict[str, Any]]
-    ) -> dict[str, int]:
+    def _verification_candidates(self, summary: orm.Dict) -> dict[str, int]:
         """The best ``k`` selected structures and the ``k`` predicted ones of largest spread (of the
         criterion's target, compared as the criterion compares) not among them: link label -> pk."""
-        criterion = self.ctx.criterion
-        k = self.inputs.verify_count.value if "verify_count" in self.inputs else (criterion.top_k or 3)
-        chosen = {f"top{r['rank']}_pk{r['pk']}": r["pk"] for r in selected[:k]}
-        column = f"{criterion.target}_std"
-        model = self.ctx.model
-        extensive = (
-            isinstance(model, EnsembleData)
-            and model.basis[model.targets.index(criterion.target)] != "intensive"
-        )
-        best = set(chosen.values())
-        spread = [
-            (r[column] / (r["basis_atoms" if extensive else "cell_atoms"] if criterion.per_atom else 1), r)
-            for r in rows
-            if r["status"] == "predicted"
-            and column in r
-            and not math.isnan(r[column])
-            and r["pk"] not in best
-        ]
-        spread.sort(key=lambda item: (-item[0], item[1]["position"]))
-        for n, (_, row) in enumerate(spread[:k], start=1):
-            chosen[f"uncertain{n}_pk{row['pk']}"] = row["pk"]
+        default = self.ctx.criterion.top_k or VERIFY_COUNT
+        k = self.inputs.verify_count.value if "verify_count" in self.inputs else default
+        chosen = {f"top{rank}_pk{pk}": pk for rank, pk in enumerate(summary["selected_pks"][:k], start=1)}
+        others = [pk for pk in summary["most_uncertain_pks"] if pk not in chosen.values()]
+        chosen.update({f"uncertain{n}_pk{pk}": pk for n, pk in enumerate(others[:k], start=1)})
         return chosen
 
     def should_verify(self) -> bool:

@@ -106,6 +106,9 @@ def test_three_shards_one_table_in_input_order_with_selection_and_provenance(cgc
     selected = orm.load_group(summary["group"]["uuid"])
     assert selected.label == f"cgcnn/screen/{node.pk}/selected"
     assert {n.uuid for n in selected.nodes} == {rows[k]["uuid"] for k in expected}
+    assert summary["selected_pks"] == [rows[k]["pk"] for k in expected]
+    by_spread = sorted(valid, key=lambda k: (-std[k], k))
+    assert summary["most_uncertain_pks"] == [rows[k]["pk"] for k in by_spread]
 
     # each prediction is found from its structure: no node per structure, the shard's job's rows
     for k in (0, 5, 13):

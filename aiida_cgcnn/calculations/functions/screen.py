@@ -40,6 +40,8 @@ __all__ = [
 TABLE_FILENAME = "screening.csv"
 #: How many invalid structures the summary names (the table lists every one).
 SUMMARY_INVALID = 1000
+#: How many of the largest spreads the summary names (candidates for a verification).
+SUMMARY_UNCERTAIN = 100
 _TEXT = ("uuid", "label", "status", "reason", "out_of_domain")
 _INT = ("position", "pk", "shard", "cell_atoms", "basis_atoms", "rank")
 
@@ -195,65 +197,71 @@ def screening_table(criterion: orm.Dict, context: orm.Dict, **shards: orm.Data) 
     info = context.get_dict()
     failed = {int(k): v for k, v in info.get("failed", {}).items()}
     indices = sorted(int(key.split("_")[1]) for key in shards if key.startswith("structures_"))
-    first = next((shards[f"predictions_{k:04d}"] for k in indices if f"predictions_{k:04d}" in shards), None)
     names: list[str] = list(info["targets"])
     units: list[str] = list(info["units"])
     basis: list[str] = list(info.get("basis") or ["intensive"] * len(names))
     has_std = bool(info.get("ensemble"))
-    if first is not None and first.base.attributes.get("target_names") != names:
-        raise ValueError(f"the predictions are of {first.base.attributes.get('target_names')}, not {names}")
-    rows: list[dict[str, t.Any]] = []
+    # column by column (a screen may hold 10^6 structures): text in lists, numbers in arrays
+    text: dict[str, list[str]] = {key: [] for key in ("uuid", "label", "status", "reason", "out_of_domain")}
+    pks: list[int] = []
+    shard_of: list[int] = []
+    cell_atoms: list[int] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("values", "std", "values_per_atom", "std_per_atom")}
+    basis_parts: list[np.ndarray] = []
     for k in indices:
         record = t.cast(orm.Dict, shards[f"structures_{k:04d}"]).get_dict()
+        n = len(record["uuids"])
         invalid = record["invalid"]
-        found: dict[str, int] = {}
         predictions = t.cast("orm.ArrayData | None", shards.get(f"predictions_{k:04d}"))
         skipped = t.cast(orm.Dict, shards[f"skipped_{k:04d}"]).get_dict() if predictions is not None else {}
-        flagged = (
-            t.cast(orm.Dict, shards[f"out_of_domain_{k:04d}"]).get_dict()
-            if f"out_of_domain_{k:04d}" in shards
-            else {}
-        )
-        arrays: dict[str, np.ndarray] = {}
+        key = f"out_of_domain_{k:04d}"
+        flagged = t.cast(orm.Dict, shards[key]).get_dict() if key in shards else {}
+        rows = np.full(n, -1)  # each structure's row in the job's arrays, -1 if none
         if predictions is not None:
+            if predictions.base.attributes.get("target_names") != names:
+                found_names = predictions.base.attributes.get("target_names")
+                raise ValueError(f"shard {k}: predictions of {found_names}, not {names}")
             found = {str(sid): row for row, sid in enumerate(predictions.get_array("ids"))}
-            arrays = {name: predictions.get_array(name) for name in predictions.get_arraynames()}
-        for uuid, pk, label, atoms in zip(
-            record["uuids"], record["pks"], record["labels"], record["atoms"], strict=True
-        ):
-            row: dict[str, t.Any] = {
-                "position": len(rows), "uuid": uuid, "pk": pk, "label": label, "shard": k,
-                "status": "predicted", "reason": "", "cell_atoms": atoms, "basis_atoms": atoms,
-                "out_of_domain": "",
-            }  # fmt: skip
+            rows = np.array([found.get(uuid, -1) for uuid in record["uuids"]], dtype=int)
+        for j, uuid in enumerate(record["uuids"]):
+            state, reason = "predicted", ""
             if uuid in invalid:
-                row.update(status="invalid", reason=invalid[uuid])
+                state, reason = "invalid", invalid[uuid]
             elif k in failed:
-                row.update(status="failed", reason=failed[k])
-            elif uuid in skipped or uuid not in found:
-                row.update(status="invalid", reason=skipped.get(uuid, "not in the predictions"))
-            else:
-                j = found[uuid]
-                for c, name in enumerate(names):
-                    row[name] = float(arrays["values"][j, c])
-                    if has_std:
-                        row[f"{name}_std"] = float(arrays["std"][j, c])
-                    if basis[c] != "intensive":
-                        row[f"{name}_per_atom"] = float(arrays["values_per_atom"][j, c])
-                        row[f"{name}_per_atom_std"] = float(arrays["std_per_atom"][j, c])
-                if "basis_atoms" in arrays:
-                    row["basis_atoms"] = int(arrays["basis_atoms"][j])
-                row["out_of_domain"] = flagged.get(uuid, "")
-            rows.append(row)
+                state, reason = "failed", failed[k]
+            elif rows[j] < 0:
+                state, reason = "invalid", skipped.get(uuid, "not in the predictions")
+            text["status"].append(state)
+            text["reason"].append(reason)
+            text["out_of_domain"].append(flagged.get(uuid, ""))
+        text["uuid"] += record["uuids"]
+        text["label"] += record["labels"]
+        pks += record["pks"]
+        shard_of += [k] * n
+        cell_atoms += record["atoms"]
+        keep = rows >= 0
+        for name, part in parts.items():
+            block = np.full((n, len(names)), np.nan)
+            if predictions is not None and name in predictions.get_arraynames():
+                block[keep] = predictions.get_array(name)[rows[keep]]
+            part.append(block)
+        atoms = np.asarray(record["atoms"], dtype=np.int64)
+        if predictions is not None and "basis_atoms" in predictions.get_arraynames():
+            atoms = atoms.copy()
+            atoms[keep] = predictions.get_array("basis_atoms")[rows[keep]]
+        basis_parts.append(atoms)
+    width = len(names)
+    arrays = {k: np.concatenate(v) if v else np.zeros((0, width)) for k, v in parts.items()}
+    basis_atoms = np.concatenate(basis_parts) if basis_parts else np.zeros(0, dtype=np.int64)
+    total = len(pks)
 
     column = names.index(spec.target)
-    values = np.array([r.get(spec.target, np.nan) for r in rows], dtype=np.float64)
-    std = np.array([r.get(f"{spec.target}_std", np.nan) for r in rows], dtype=np.float64) if has_std else None
+    values, std = arrays["values"][:, column], arrays["std"][:, column] if has_std else None
     # per atom of the cell the value is for: the basis cell of an ensemble's extensive target
-    atoms = np.array([r["basis_atoms"] if basis[column] != "intensive" else r["cell_atoms"] for r in rows])
-    score = spec.score(values, atoms) if len(rows) else values
-    ranked = spec.select(values, std, atoms) if len(rows) else np.zeros(0, dtype=int)
-    rank = np.zeros(len(rows), dtype=int)
+    atoms_of_value = basis_atoms if basis[column] != "intensive" else np.asarray(cell_atoms)
+    score = spec.score(values, atoms_of_value) if total else values
+    ranked = spec.select(values, std, atoms_of_value) if total else np.zeros(0, dtype=int)
+    rank = np.zeros(total, dtype=int)
     rank[ranked] = np.arange(1, len(ranked) + 1)
 
     columns = [
@@ -263,37 +271,61 @@ def screening_table(criterion: orm.Dict, context: orm.Dict, **shards: orm.Data) 
         ("selected", ""),
         ("rank", ""),
     ]
+    numbers: list[tuple[str, np.ndarray, int]] = []  # numeric columns: (name, array, target column)
+    for c, name in enumerate(names):
+        numbers.append((name, arrays["values"], c))
+        if has_std:
+            numbers.append((f"{name}_std", arrays["std"], c))
+        if basis[c] != "intensive":
+            numbers.append((f"{name}_per_atom", arrays["values_per_atom"], c))
+            if has_std:
+                numbers.append((f"{name}_per_atom_std", arrays["std_per_atom"], c))
     handle = io.StringIO()
     handle.write(f"# cgcnn.screen table; model: {info['model']['label']}\n")
     handle.write(f"# criterion: {json.dumps(spec.to_dict(), sort_keys=True)}\n")
     writer = csv.writer(handle, lineterminator="\n")
     writer.writerow([c for c, _ in columns])
     writer.writerow(["# units", *[u for _, u in columns[1:]]])
-    for k, row in enumerate(rows):
-        row["score"] = float(score[k])
-        row["selected"] = bool(rank[k])
-        row["rank"] = int(rank[k]) if rank[k] else ""
-        writer.writerow([_cell(row.get(c, "")) for c, _ in columns])
+    for k in range(total):
+        row = [
+            k,
+            text["uuid"][k],
+            pks[k],
+            text["label"][k],
+            shard_of[k],
+            text["status"][k],
+            text["reason"][k],
+        ]
+        row += [cell_atoms[k], int(basis_atoms[k])]
+        row += [_cell(float(array[k, c])) for _, array, c in numbers]
+        row += [text["out_of_domain"][k], _cell(float(score[k])), _cell(bool(rank[k])), rank[k] or ""]
+        writer.writerow(row)
     table = orm.SinglefileData(io.BytesIO(handle.getvalue().encode()), filename=TABLE_FILENAME)
-    table.description = f"cgcnn.screen: {len(rows)} structures, {len(ranked)} selected ({spec.target})"
+    table.description = f"cgcnn.screen: {total} structures, {len(ranked)} selected ({spec.target})"
 
-    status = [r["status"] for r in rows]
-    invalid_rows = {r["uuid"]: r["reason"] for r in rows if r["status"] == "invalid"}
+    status = text["status"]
+    invalid_rows = [(text["uuid"][k], text["reason"][k]) for k in range(total) if status[k] == "invalid"]
+    spread = arrays["std"][:, column] if has_std else np.full(total, np.nan)
+    spread = spec.score(spread, atoms_of_value) if spec.per_atom and total else spread
+    order = np.argsort(-np.where(np.isfinite(spread), spread, -np.inf), kind="stable")
+    uncertain = [int(k) for k in order[:SUMMARY_UNCERTAIN] if np.isfinite(spread[k])]
     summary = {
-        "structures": len(rows),
+        "structures": total,
         "predicted": status.count("predicted"),
         "invalid": status.count("invalid"),
         "in_failed_shards": status.count("failed"),
         "selected": len(ranked),
-        "out_of_domain": sum(bool(r["out_of_domain"]) for r in rows),
-        "invalid_reasons": dict(list(invalid_rows.items())[:SUMMARY_INVALID]),
+        "out_of_domain": sum(bool(reason) for reason in text["out_of_domain"]),
+        "invalid_reasons": dict(invalid_rows[:SUMMARY_INVALID]),
         "invalid_listed": min(len(invalid_rows), SUMMARY_INVALID),
         "failed_shards": {str(k): v for k, v in sorted(failed.items())},
         "shards": info.get("shards", []),
         "criterion": spec.to_dict(),
         "model": info["model"],
         "group": info.get("group", {}),
-        "top": [rows[k]["uuid"] for k in ranked[:10]],
+        # pks, best first: the group's members; the largest spreads (as the criterion compares them)
+        "selected_pks": [pks[k] for k in ranked],
+        "most_uncertain_pks": [pks[k] for k in uncertain],
     }
     return {"table": table, "summary": orm.Dict(summary)}
 
