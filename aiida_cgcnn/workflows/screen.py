@@ -530,7 +530,7 @@ class ScreenWorkChain(WorkChain):
         node = self.ctx.verification
         self.out_many(self.exposed_outputs(node, PhononComparisonWorkChain, namespace="verification"))
         if not node.is_finished_ok:
-            self.ctx.verification_failed = (f"{node.process_label}<{node.pk}>", _why(node))
+            self.ctx.verification_failed = [f"{node.process_label}<{node.pk}>", _why(node)]
         return None
 
     def finalize(self) -> ExitCode | None:

@@ -39,6 +39,13 @@ def _invalid() -> dict[int, Atoms]:
     return {3: bulk("Ar", "fcc", a=5.26), 8: stacked}
 
 
+def _dummy_code(factory, executable, label: str, prepend: str):
+    """The real command on localhost, under a label of its own, with ``prepend`` before it."""
+    return factory(
+        label=label, filepath_executable=executable, prepend_text=f"export OMP_NUM_THREADS=1\n{prepend}"
+    )
+
+
 def _builder(code, **inputs) -> object:
     builder = ScreenWorkChain.get_builder()
     builder.code = code
@@ -246,3 +253,37 @@ def test_one_model_one_source_of_structures(cgcnn_code, members, alloy_data):
             ScreenWorkChain, code=cgcnn_code, criterion=criterion, model=members["m0"],
             structure_group=orm.Str(group.label),
         )  # fmt: skip
+
+
+@pytest.mark.slow  # about 25 s: four jobs in two rounds
+def test_no_valid_structure_and_every_shard_failing_have_their_exit_codes(
+    aiida_code_installed, aiida_localhost, cgcnn_executable, members, alloy_data, tmp_path
+):
+    """Only noble-gas crystals: no job runs, exit 411, each listed. A code whose every job stops before
+    the command: each shard submitted twice, exit 410, every structure reported in a failed shard."""
+    noble = {
+        f"s{k}": orm.StructureData(ase=bulk(x, "fcc", a=a)).store()
+        for k, (x, a) in enumerate([("Ar", 5.26), ("Kr", 5.72)])
+    }
+    code = _dummy_code(aiida_code_installed, cgcnn_executable, f"aiida-cgcnn-{tmp_path.name}", "")
+    results, node = run_get_node(_builder(code, structures=noble, model=members["m0"]))
+    assert node.exit_status == ScreenWorkChain.exit_codes.ERROR_NO_VALID_STRUCTURE.status
+    assert not [c for c in node.called if isinstance(c, orm.CalcJobNode)]
+    _, _, rows = read_screening_table(results["table"])
+    assert [r["status"] for r in rows] == ["invalid", "invalid"] and all(
+        "noble-gas" in r["reason"] for r in rows
+    )
+    assert results["summary"]["shards"][0]["status"] == "no valid structure"
+
+    aiida_localhost.set_minimum_job_poll_interval(0.2)
+    broken = _dummy_code(
+        aiida_code_installed, cgcnn_executable, f"aiida-cgcnn-broken-{tmp_path.name}", "exit 5"
+    )
+    nodes = {f"s{k}": n for k, n in enumerate(_alloys(alloy_data, 2, {}))}
+    results, node = run_get_node(
+        _builder(broken, structures=nodes, model=members["m0"], shard_size=orm.Int(1))
+    )
+    assert node.exit_status == ScreenWorkChain.exit_codes.ERROR_ALL_SHARDS_FAILED.status
+    summary = results["summary"].get_dict()
+    assert [len(s["calculations"]) for s in summary["shards"]] == [2, 2]
+    assert summary["in_failed_shards"] == 2 and summary["predicted"] == 0 and summary["selected"] == 0
