@@ -399,7 +399,7 @@ class ActiveLearningWorkChain(WorkChain):
 
     def setup(self) -> None:
         pool = self._pool()
-        # the context holds node pks and plain values, so checkpoints of the running chain stay small
+        # besides the pool, dataset and ensemble nodes the context holds labels, pks and plain values
         self.ctx.labels = sorted(pool)
         self.ctx.uuids = {label: pool[label].uuid for label in self.ctx.labels}
         self.ctx.pool = pool_dataset(**pool)
@@ -465,7 +465,8 @@ class ActiveLearningWorkChain(WorkChain):
             if not node.is_finished_ok:
                 reason = node.exit_message or f"exit status {node.exit_status}"
                 if node.is_excepted:
-                    reason = f"excepted: {(node.exception or '').strip().splitlines()[-1:]}"
+                    lines = (node.exception or "").strip().splitlines()
+                    reason = f"excepted: {lines[-1] if lines else 'no exception recorded'}"
             elif any(port not in node.outputs for port in ("thermal_properties", "primitive_structure")):
                 reason = "returned no thermal_properties or primitive_structure"
             else:

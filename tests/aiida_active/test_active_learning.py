@@ -204,3 +204,113 @@ def test_bad_inputs_are_refused_at_the_door_with_clear_messages(
     assert "reference_inputs.temperatures [600.0] lack the target temperature 300 K" in _launch_error(builder)
     builder = _builder(cgcnn_code, small_model, pool=pool, selection_target=orm.Str("S"))
     assert "selection_target 'S' is not among the targets ['U', 'Cv']" in _launch_error(builder)
+
+
+def _table_cells(rows: list[dict]) -> list[orm.StructureData]:
+    from pymatgen.core import Lattice, Structure
+
+    cells = []
+    for row in rows:
+        cell = orm.StructureData(
+            pymatgen=Structure(Lattice(row["lattice"]), row["species"], row["frac_coords"])
+        )
+        cell.label = row["mp_id"]
+        cells.append(cell.store())
+    return cells
+
+
+def _table_dataset(rows: list[dict]) -> orm.Data:
+    values = [[row["U_kJmol"], row["Cv_JKmol"]] for row in rows]
+    return dataset_from_structures(_table_cells(rows), values, ["U", "Cv"], ["kJ/mol", "J/(K mol)"])
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_table_reference_loop_on_phonondb_fine_tunes_and_selects_a_diverse_batch(
+    cgcnn_code, small_model, phonondb_table
+):
+    from aiida_cgcnn.selection import composition_features, select_batch
+
+    _, table = phonondb_table
+    stable = sorted(
+        (r for r in table.values() if r["min_freq_THz"] >= -0.5 and r["natoms"] <= 4),
+        key=lambda r: r["mp_id"],
+    )
+    rows = [stable[k] for k in np.random.default_rng(0).choice(len(stable), size=22, replace=False)]
+    pool = {
+        row["mp_id"].replace("-", "_"): cell
+        for row, cell in zip(rows[:12], _table_cells(rows[:12]), strict=True)
+    }
+    initial, validation = _table_dataset(rows[12:16]), _table_dataset(rows[16:])
+
+    # a stopping target any model meets: the initial ensemble is measured and nothing is computed
+    builder = _builder(
+        cgcnn_code, small_model, pool=pool, dataset=initial, validation=validation, members=orm.Int(2)
+    )
+    builder.reference_workchain = orm.Str("cgcnn.table_reference")
+    builder.reference_inputs = {}
+    builder.target_mae_over_mad = orm.Float(1e6)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    assert results["summary"]["stopped"].startswith("target reached in round 0")
+    assert results["summary"]["n_references"] == 0 and results["dataset"].uuid == initial.uuid
+
+    builder = _builder(
+        cgcnn_code,
+        small_model,
+        pool=pool,
+        dataset=initial,
+        validation=validation,
+        members=orm.Int(2),
+        per_round=orm.Int(3),
+        rounds=orm.Int(1),
+        strategy=orm.Str("diverse"),
+        fine_tune=orm.Bool(True),
+        selection_target=orm.Str("Cv"),
+    )
+    builder.reference_workchain = orm.Str("cgcnn.table_reference")
+    builder.reference_inputs = {}
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    summary = results["summary"].get_dict()
+    chosen = sorted(label for label, done in summary["computed"].items() if done["round"] == 1)
+    assert len(chosen) == 3 and summary["stopped"] == "budget spent: 1 rounds"
+
+    # the batch is the diverse selection from round 0's predicted Cv spread per atom
+    predictions = sorted(
+        (n for n in node.called if n.process_label == "PredictCalculation"), key=lambda n: n.ctime
+    )
+    prediction = predictions[0].outputs.predictions
+    spread = dict(zip(prediction.get_array("ids"), prediction.get_array("std")[:, 1], strict=False))
+    labels = sorted(pool)
+    # a pool structure the models cannot take (here solid argon) is left out at the start and listed:
+    # never predicted, never chosen
+    std = np.array([spread.get(pool[label].uuid, np.nan) / len(pool[label].sites) for label in labels])
+    unpredicted = {pool[labels[k]].uuid for k in np.flatnonzero(~np.isfinite(std))}
+    assert unpredicted == set(summary["invalid"]) == {pool["mp_568145"].uuid}
+    assert "noble-gas" in summary["invalid"][pool["mp_568145"].uuid] and "mp_568145" not in chosen
+    features = composition_features(
+        [pool[label].get_ase().numbers for label in labels],
+        np.array([pool[label].get_cell_volume() for label in labels]),
+    )
+    expected = select_batch("diverse", 3, std, seed=1, features=features)
+    assert chosen == sorted(labels[k] for k in expected)
+
+    # the table's values joined the initial data; the members of round 1 were fine-tuned from round 0's
+    references = [n for n in node.called if n.process_label == "TableReferenceWorkChain"]
+    assert sorted(n.label for n in references) == chosen
+    dataset = results["dataset"].get_dataset()
+    assert results["dataset"].creator.inputs.dataset.uuid == initial.uuid and len(dataset) == 4 + 3
+    for reference in references:
+        row = table[reference.label.replace("_", "-")]
+        index = list(dataset.ids).index(reference.outputs.primitive_structure.uuid)
+        assert dataset.targets[index].tolist() == pytest.approx([row["U_kJmol"], row["Cv_JKmol"]], rel=1e-12)
+        assert reference.outputs.thermal_properties["source"]["id"] == row["mp_id"]
+    trainings = sorted((n for n in node.called if n.process_label == "TrainWorkChain"), key=lambda n: n.ctime)
+    first = {n.outputs.model.uuid for n in trainings[:2]}
+    assert all("model" not in n.inputs.train for n in trainings[:2])
+    assert {n.inputs.train.model.uuid for n in trainings[2:]} == first
+    rows_out = list(csv.DictReader(io.StringIO(results["learning_curve"].get_content())))
+    assert [int(r["n_references"]) for r in rows_out] == [0, 3] and [
+        int(r["n_training"]) for r in rows_out
+    ] == [4, 7]
