@@ -314,3 +314,69 @@ def test_table_reference_loop_on_phonondb_fine_tunes_and_selects_a_diverse_batch
     assert [int(r["n_references"]) for r in rows_out] == [0, 3] and [
         int(r["n_training"]) for r in rows_out
     ] == [4, 7]
+
+
+def test_seed_batch_only_from_a_small_table_skips_the_missing_and_the_unstable(
+    cgcnn_code, small_model, tmp_path
+):
+    """Zero rounds: the seed batch is the whole pool; Pd is not in the table (the reference fails and is
+    reported), bcc Cu has imaginary modes (computed, not trained on); one member, no validation set."""
+    import gzip
+    import json
+
+    crystals = {
+        "Cu_fcc": bulk("Cu", "fcc", a=3.59),
+        "Ni_fcc": bulk("Ni", "fcc", a=3.52),
+        "Al_fcc": bulk("Al", "fcc", a=4.05),
+        "Cu_bcc": bulk("Cu", "bcc", a=2.87),
+        "Pd_fcc": bulk("Pd", "fcc", a=3.94),
+    }
+    path = tmp_path / "table.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        for k, name in enumerate(list(crystals)[:4]):
+            atoms = crystals[name]
+            row = {
+                "name": name,
+                "lattice": atoms.cell.tolist(),
+                "species": atoms.get_chemical_symbols(),
+                "frac_coords": atoms.get_scaled_positions().tolist(),
+                "T": 300.0,
+                "U_kJmol": 7.0 + 0.25 * k,
+                "Cv_JKmol": 23.0 + 0.5 * k,
+                "S_JKmol": 30.0,
+                "F_kJmol": -2.0,
+                "min_freq_THz": -1.2 if name == "Cu_bcc" else 0.0,
+            }
+            handle.write(json.dumps(row) + "\n")
+    pool = {label: orm.StructureData(ase=atoms) for label, atoms in crystals.items()}
+    builder = _builder(
+        cgcnn_code,
+        small_model,
+        pool=pool,
+        seed_size=orm.Int(5),
+        rounds=orm.Int(0),
+        members=orm.Int(1),
+        strategy=orm.Str("random"),
+    )
+    builder.reference_workchain = orm.Str("cgcnn.table_reference")
+    builder.reference_inputs = {"table": orm.Str(str(path))}
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    summary = results["summary"].get_dict()
+    assert sorted(summary["computed"]) == sorted(crystals) and summary["stopped"] == "budget spent: 0 rounds"
+    assert (
+        list(summary["failed"]) == ["Pd_fcc"]
+        and "is not in the table table.jsonl.gz" in summary["failed"]["Pd_fcc"]
+    )
+    assert summary["unstable"] == {"Cu_bcc": -1.2}
+    dataset = results["dataset"].get_dataset()
+    assert sorted(dataset.targets[:, 1].tolist()) == [23.0, 23.5, 24.0]  # Cu, Ni, Al fcc; not bcc Cu
+    assert sorted(results["dataset"].creator.inputs.primitive_structures) == ["Al_fcc", "Cu_fcc", "Ni_fcc"]
+    rows = list(csv.DictReader(io.StringIO(results["learning_curve"].get_content())))
+    assert len(rows) == 1 and rows[0]["n_references"] == "5" and rows[0]["n_added"] == "3"
+    assert rows[0]["n_failed"] == "1" and rows[0]["n_unstable"] == "1" and rows[0]["Cv_mae"] == ""
+    assert sorted(results["models"]) == ["m0"] and results["ensemble"].member_sha256 == [
+        results["models"]["m0"].sha256
+    ]
+    assert not [n for n in node.called if n.process_label == "PredictCalculation"]  # nothing to predict
+    assert results["learning_curve_plot"].get_content(mode="rb")[:4] == b"\x89PNG"
