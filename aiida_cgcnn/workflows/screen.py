@@ -112,6 +112,11 @@ def validate_inputs(inputs: dict[str, Any], _: Any) -> str | None:
         return (
             f"criterion: target {criterion.target!r} is not predicted by {name}, whose targets are {targets}"
         )
+    if criterion.max_std is not None and isinstance(inputs.get("model"), ModelData):
+        return (
+            f"criterion: max_std needs a spread, and {name} is one model: give an ensemble (`models`, "
+            "an EnsembleData or `pretrained`) or leave max_std out"
+        )
     if inputs["shard_size"].value < 1:
         return f"shard_size {inputs['shard_size'].value}: give a positive number of structures per job"
     if "verify_count" in inputs and not 1 <= inputs["verify_count"].value <= SUMMARY_UNCERTAIN:

@@ -20,6 +20,8 @@ from aiida_cgcnn.selection import Criterion
 from aiida_cgcnn.workflows.screen import SHARD_VARIABLE, ScreenWorkChain
 
 CRITERION = {"target": "emt_energy", "direction": "min", "top_k": 4, "max_std": 1.0}
+#: for one model, which has no spread
+ONE_MODEL = {"target": "emt_energy", "direction": "min", "top_k": 4}
 
 
 def _alloys(alloy_data, count: int, invalid_at: dict[int, Atoms]) -> list[orm.StructureData]:
@@ -150,6 +152,7 @@ def test_a_failing_shard_is_retried_once_then_reported_with_the_others_intact(
             code,
             structures=structures,
             model=members["m0"],
+            criterion=orm.Dict(ONE_MODEL),
             shard_size=orm.Int(3),
             link_structures=orm.Bool(False),
         )
@@ -182,7 +185,7 @@ def test_a_failing_shard_is_retried_once_then_reported_with_the_others_intact(
     values = np.array([r["emt_energy"] for r in rows])
     np.testing.assert_allclose(values[[0, 1, 2, 6, 7, 8]], local[[0, 1, 2, 6, 7, 8]], rtol=1e-6)
     # top 4 by the lowest energy among the predicted ones
-    expected = Criterion.from_dict(CRITERION).select(values)
+    expected = Criterion.from_dict(ONE_MODEL).select(values)
     assert [rows[k]["rank"] for k in expected] == [1, 2, 3, 4] and set(expected) <= {0, 1, 2, 6, 7, 8}
     # unlinked shards (link_structures False): each shard's calcfunction took a List of the UUIDs, and its
     # dataset names them; the successful job of the retried shard is found from a structure's UUID
@@ -210,6 +213,7 @@ def test_a_failing_shard_is_retried_once_then_reported_with_the_others_intact(
         ({"structure_group": "no-such-group"}, "no single group 'no-such-group'"),
         ({"pretrained": "no-such-model"}, "no pretrained model 'no-such-model'"),
         ({"shard_size": 0}, "shard_size 0"),
+        ({"criterion": {"target": "emt_energy", "max_std": 0.1}}, "max_std needs a spread"),
     ],
 )
 def test_bad_inputs_are_refused_at_launch_with_the_reason(cgcnn_code, members, alloy_data, change, message):
@@ -266,7 +270,9 @@ def test_no_valid_structure_and_every_shard_failing_have_their_exit_codes(
         for k, (x, a) in enumerate([("Ar", 5.26), ("Kr", 5.72)])
     }
     code = _dummy_code(aiida_code_installed, cgcnn_executable, f"aiida-cgcnn-{tmp_path.name}", "")
-    results, node = run_get_node(_builder(code, structures=noble, model=members["m0"]))
+    results, node = run_get_node(
+        _builder(code, structures=noble, model=members["m0"], criterion=orm.Dict(ONE_MODEL))
+    )
     assert node.exit_status == ScreenWorkChain.exit_codes.ERROR_NO_VALID_STRUCTURE.status
     assert not [c for c in node.called if isinstance(c, orm.CalcJobNode)]
     _, _, rows = read_screening_table(results["table"])
@@ -281,7 +287,13 @@ def test_no_valid_structure_and_every_shard_failing_have_their_exit_codes(
     )
     nodes = {f"s{k}": n for k, n in enumerate(_alloys(alloy_data, 2, {}))}
     results, node = run_get_node(
-        _builder(broken, structures=nodes, model=members["m0"], shard_size=orm.Int(1))
+        _builder(
+            broken,
+            structures=nodes,
+            model=members["m0"],
+            criterion=orm.Dict(ONE_MODEL),
+            shard_size=orm.Int(1),
+        )
     )
     assert node.exit_status == ScreenWorkChain.exit_codes.ERROR_ALL_SHARDS_FAILED.status
     summary = results["summary"].get_dict()
