@@ -91,12 +91,8 @@ def test_every_descriptor_agrees_with_matminer(sample):
     assert not table.failures and len(crystals) >= 50
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reference = np.array(
-            [
-                [matminer_values(c.to_pymatgen(), settings.face_tol)[n] for n in ALL_DESCRIPTORS]
-                for c in crystals
-            ]
-        )
+        oracle = [matminer_values(c.to_pymatgen(), settings.face_tol) for c in crystals]
+    reference = np.array([[values[n] for n in ALL_DESCRIPTORS] for values in oracle])
     close = np.isclose(table.values, reference, rtol=1e-6, atol=1e-9)
     disagreements = [
         (crystals[i].id, ALL_DESCRIPTORS[j], table.values[i, j], reference[i, j])
