@@ -42,6 +42,8 @@ SHARD_VARIABLE = "CGCNN_SCREEN_SHARD"
 #: How many times a shard's job is submitted before the shard is reported as failed.
 ATTEMPTS = 2
 _MODEL_INPUTS = ("model", "models", "pretrained")
+#: Above this many linked structures per shard the work chain says what linking costs.
+LINKED_SHARD_WARNING = 1000
 #: Structures verified of each kind (best, most uncertain) when neither verify_count nor top_k says.
 VERIFY_COUNT = 3
 
@@ -367,6 +369,11 @@ class ScreenWorkChain(WorkChain):
         :func:`screen_shard_by_uuid` from their UUIDs."""
         self.ctx.shards = []
         position = 0
+        if self.inputs.link_structures.value and self.inputs.shard_size.value > LINKED_SHARD_WARNING:
+            self.report(
+                f"linking up to {self.inputs.shard_size.value} structures per shard: aiida-core's cost grows "
+                "with the square of that number; for large groups give link_structures False"
+            )
         for index, chunk in enumerate(self._shards()):
             metadata = {"call_link_label": f"shard_{index:04d}", "label": f"screen shard {index}"}
             if self.inputs.link_structures.value:
