@@ -511,7 +511,14 @@ class ActiveLearningWorkChain(WorkChain):
         return None
 
     def train_members(self) -> None:
-        """``members`` training work chains with different seeds, all submitted at once."""
+        """``members`` training work chains with different seeds, all submitted at once; none when a
+        round added no reference (the dataset is unchanged: the round before's ensemble is kept)."""
+        self.ctx.retrained = self.ctx.round == 0 or self.ctx.added > 0
+        if not self.ctx.retrained:
+            self.report(
+                f"round {self.ctx.round}: no reference added: the ensemble of the round before is kept"
+            )
+            return
         base = self.exposed_inputs(TrainWorkChain, namespace="training")
         train = dict(base.get("train", {}))
         parameters = train["parameters"].get_dict() if "parameters" in train else {}
@@ -532,6 +539,14 @@ class ActiveLearningWorkChain(WorkChain):
     def inspect_members(self) -> ExitCode | None:
         """The members that trained make the round's ensemble, which predicts the validation set and
         the pool (all at once)."""
+        if self.ctx.retrained:
+            exit_code = self._make_ensemble()
+            if exit_code is not None:
+                return exit_code
+        self._predict()
+        return None
+
+    def _make_ensemble(self) -> ExitCode | None:
         models, failed = {}, {}
         for k in range(self.inputs.members.value):
             node = self.ctx[f"member_{k}"]
@@ -564,8 +579,11 @@ class ActiveLearningWorkChain(WorkChain):
             settings=settings,
             **models,
         )
-        # one cgcnn.predict job per round: the pool not computed yet (when a selection follows) and the
-        # validation set together
+        return None
+
+    def _predict(self) -> None:
+        """One cgcnn.predict job per round: the pool not computed yet (when a selection follows) and
+        the validation set together."""
         self.ctx.prediction = None
         predict_pool = (
             self._budget_left() and bool(self._candidates()) and self.inputs.strategy.value != "random"

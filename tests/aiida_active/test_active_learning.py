@@ -316,11 +316,10 @@ def test_table_reference_loop_on_phonondb_fine_tunes_and_selects_a_diverse_batch
     ] == [4, 7]
 
 
-def test_seed_batch_only_from_a_small_table_skips_the_missing_and_the_unstable(
-    cgcnn_code, small_model, tmp_path
-):
-    """Zero rounds: the seed batch is the whole pool; Pd is not in the table (the reference fails and is
-    reported), bcc Cu has imaginary modes (computed, not trained on); one member, no validation set."""
+def test_a_round_without_new_references_keeps_the_ensemble(cgcnn_code, small_model, tmp_path):
+    """An initial dataset of three table crystals; the pool holds bcc Cu, which has imaginary modes
+    (computed, not trained on), and Pd, which the table lacks (the reference fails, is reported and
+    skipped): round 1 adds nothing, so nothing is retrained. One member, random, no validation set."""
     import gzip
     import json
 
@@ -332,29 +331,38 @@ def test_seed_batch_only_from_a_small_table_skips_the_missing_and_the_unstable(
         "Pd_fcc": bulk("Pd", "fcc", a=3.94),
     }
     path = tmp_path / "table.jsonl.gz"
+    values = {}
     with gzip.open(path, "wt") as handle:
         for k, name in enumerate(list(crystals)[:4]):
             atoms = crystals[name]
+            values[name] = [7.0 + 0.25 * k, 23.0 + 0.5 * k]
             row = {
                 "name": name,
                 "lattice": atoms.cell.tolist(),
                 "species": atoms.get_chemical_symbols(),
                 "frac_coords": atoms.get_scaled_positions().tolist(),
                 "T": 300.0,
-                "U_kJmol": 7.0 + 0.25 * k,
-                "Cv_JKmol": 23.0 + 0.5 * k,
+                "U_kJmol": values[name][0],
+                "Cv_JKmol": values[name][1],
                 "S_JKmol": 30.0,
                 "F_kJmol": -2.0,
                 "min_freq_THz": -1.2 if name == "Cu_bcc" else 0.0,
             }
             handle.write(json.dumps(row) + "\n")
-    pool = {label: orm.StructureData(ase=atoms) for label, atoms in crystals.items()}
+    initial = dataset_from_structures(
+        [orm.StructureData(ase=crystals[n]).store() for n in ("Cu_fcc", "Ni_fcc", "Al_fcc")],
+        [values[n] for n in ("Cu_fcc", "Ni_fcc", "Al_fcc")],
+        ["U", "Cv"],
+        ["kJ/mol", "J/(K mol)"],
+    )
+    pool = {label: orm.StructureData(ase=crystals[label]) for label in ("Cu_bcc", "Pd_fcc")}
     builder = _builder(
         cgcnn_code,
         small_model,
         pool=pool,
-        seed_size=orm.Int(5),
-        rounds=orm.Int(0),
+        dataset=initial,
+        per_round=orm.Int(2),
+        rounds=orm.Int(1),
         members=orm.Int(1),
         strategy=orm.Str("random"),
     )
@@ -363,20 +371,21 @@ def test_seed_batch_only_from_a_small_table_skips_the_missing_and_the_unstable(
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     summary = results["summary"].get_dict()
-    assert sorted(summary["computed"]) == sorted(crystals) and summary["stopped"] == "budget spent: 0 rounds"
-    assert (
-        list(summary["failed"]) == ["Pd_fcc"]
-        and "is not in the table table.jsonl.gz" in summary["failed"]["Pd_fcc"]
-    )
-    assert summary["unstable"] == {"Cu_bcc": -1.2}
-    dataset = results["dataset"].get_dataset()
-    assert sorted(dataset.targets[:, 1].tolist()) == [23.0, 23.5, 24.0]  # Cu, Ni, Al fcc; not bcc Cu
-    assert sorted(results["dataset"].creator.inputs.primitive_structures) == ["Al_fcc", "Cu_fcc", "Ni_fcc"]
+    assert summary["computed"] == {label: {"round": 1, "uuid": pool[label].uuid} for label in pool}
+    assert list(summary["failed"]) == ["Pd_fcc"]
+    assert "is not in the table table.jsonl.gz" in summary["failed"]["Pd_fcc"]
+    assert summary["unstable"] == {"Cu_bcc": -1.2} and summary["stopped"] == "budget spent: 1 rounds"
+    assert results["dataset"].uuid == initial.uuid  # nothing was added
+    trainings = [n for n in node.called if n.process_label == "TrainWorkChain"]
+    assert len(trainings) == 1 and trainings[0].outputs.model.uuid == results["models"]["m0"].uuid
+    assert results["ensemble"].member_sha256 == [results["models"]["m0"].sha256]
     rows = list(csv.DictReader(io.StringIO(results["learning_curve"].get_content())))
-    assert len(rows) == 1 and rows[0]["n_references"] == "5" and rows[0]["n_added"] == "3"
-    assert rows[0]["n_failed"] == "1" and rows[0]["n_unstable"] == "1" and rows[0]["Cv_mae"] == ""
-    assert sorted(results["models"]) == ["m0"] and results["ensemble"].member_sha256 == [
-        results["models"]["m0"].sha256
+    assert [(r["round"], r["n_references"], r["n_added"], r["n_training"]) for r in rows] == [
+        ("0", "0", "0", "3"),
+        ("1", "2", "0", "3"),
     ]
-    assert not [n for n in node.called if n.process_label == "PredictCalculation"]  # nothing to predict
+    assert rows[1]["n_failed"] == "1" and rows[1]["n_unstable"] == "1" and rows[1]["Cv_mae"] == ""
+    assert not [
+        n for n in node.called if n.process_label == "PredictCalculation"
+    ]  # random: nothing to predict
     assert results["learning_curve_plot"].get_content(mode="rb")[:4] == b"\x89PNG"
