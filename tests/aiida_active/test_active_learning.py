@@ -317,9 +317,9 @@ def test_table_reference_loop_on_phonondb_fine_tunes_and_selects_a_diverse_batch
 
 
 def test_a_round_without_new_references_keeps_the_ensemble(cgcnn_code, small_model, tmp_path):
-    """An initial dataset of three table crystals; the pool holds bcc Cu, which has imaginary modes
-    (computed, not trained on), and Pd, which the table lacks (the reference fails, is reported and
-    skipped): round 1 adds nothing, so nothing is retrained. One member, random, no validation set."""
+    """An initial dataset of three table crystals; the pool, a group, holds bcc Cu, which has imaginary
+    modes (computed, not trained on), and Pd, which the table lacks (the reference fails, is reported
+    and skipped): round 1 adds nothing, so nothing is retrained. One member, random, no validation."""
     import gzip
     import json
 
@@ -355,11 +355,15 @@ def test_a_round_without_new_references_keeps_the_ensemble(cgcnn_code, small_mod
         ["U", "Cv"],
         ["kJ/mol", "J/(K mol)"],
     )
-    pool = {label: orm.StructureData(ase=crystals[label]) for label in ("Cu_bcc", "Pd_fcc")}
+    pool = {
+        label: orm.StructureData(ase=crystals[label], label=label).store() for label in ("Cu_bcc", "Pd_fcc")
+    }
+    group = orm.Group(label=f"pool-{tmp_path.name}").store()
+    group.add_nodes(list(pool.values()))
     builder = _builder(
         cgcnn_code,
         small_model,
-        pool=pool,
+        pool_group=orm.Str(group.uuid),
         dataset=initial,
         per_round=orm.Int(2),
         rounds=orm.Int(1),
