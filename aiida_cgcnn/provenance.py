@@ -9,7 +9,8 @@ The rule by which a prediction is found, whoever made it:
   both by UUID;
 * a batch prediction is the ``predictions`` array of a finished ``cgcnn.predict`` CalcJob, one row
   per dataset id; a dataset built from stored structures (``dataset_from_structures``) has their
-  UUIDs as ids and the structures among the inputs of its creator.
+  UUIDs as ids and the structures among the inputs of its creator, or, for the large shards of
+  ``cgcnn.screen``, names them in its ``structure_uuids`` attribute instead of linking them.
 
 No process or function name is looked at, so a new caller that records a ``PredictionData`` is found too.
 """
@@ -216,6 +217,24 @@ def find_predictions(structure: orm.StructureData, derived: bool = True) -> list
         if calculation.pk not in done:
             done.add(calculation.pk)
             records += _from_batch(calculation, model, predictions, set(uuids), models)
+
+    # datasets that name their structures instead of linking them (cgcnn.screen, link_structures False)
+    named = [{"attributes.structure_uuids": {"contains": [uuid]}} for uuid in uuids]
+    query = orm.QueryBuilder()
+    query.append(CrystalDatasetData, filters={"or": named}, tag="dataset")
+    query.append(
+        PredictCalculation,
+        with_incoming="dataset",
+        tag="predict",
+        filters={"attributes.exit_status": 0},
+        project="*",
+    )
+    query.append((ModelData, EnsembleData), with_outgoing="predict", project="*")
+    query.append(orm.ArrayData, with_incoming="predict", edge_filters={"label": "predictions"}, project="*")
+    for calculation, model, predictions in query.all():
+        if calculation.pk not in done:
+            done.add(calculation.pk)
+            records += _from_batch(calculation, model, predictions, set(uuids), models)
     return sorted(records, key=lambda r: r.date)
 
 
@@ -310,7 +329,8 @@ def list_models() -> list[dict[str, Any]]:
 def list_datasets() -> list[dict[str, Any]]:
     """Every stored dataset, oldest first: size, targets and units, elements, descriptor features,
     ``sha256`` (of the file), ``dataset_sha256`` (of the content), label, date and how many stored
-    models were trained on it (by a calculation in this profile, or elsewhere on the same content and target names)."""
+    models were trained on it (by a calculation in this profile, or elsewhere on the same content
+    and target names)."""
     rows = []
     query = (
         orm.QueryBuilder()

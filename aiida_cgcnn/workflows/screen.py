@@ -215,12 +215,12 @@ class ScreenWorkChain(WorkChain):
         spec.input(
             "link_structures",
             valid_type=orm.Bool,
-            default=lambda: orm.Bool(True),
+            default=lambda: orm.Bool(False),
             serializer=orm.to_aiida_type,
-            help="Link every structure to the calcfunction that makes its shard's dataset, so that "
-            "find_predictions follows the graph from it [True]. aiida-core's linking costs time in the "
-            "square of the shard's size: for large groups give False (each shard's calcfunction then "
-            "takes a List of the UUIDs, and the dataset names them in its structure_uuids attribute).",
+            help="Link every structure to the calcfunction that makes its shard's dataset [False]. "
+            "aiida-core's linking costs time in the square of the shard's size, so by default each "
+            "shard's calcfunction takes a List of the UUIDs and the dataset names them in its "
+            "structure_uuids attribute; find_predictions finds a structure's prediction either way.",
         )
         spec.input(
             "selected_group",

@@ -145,7 +145,9 @@ def test_text_tables_hold_the_values_of_a_hybrid_model(aiida_profile, alloy_data
 
     def two_targets(names: list[str]) -> CrystalDataset:
         values = np.stack([energies * 8, energies], axis=1)
-        two, _ = CrystalDataset.from_structures(alloy_data[0], values, target_names=names, units=["eV", "eV/atom"])
+        two, _ = CrystalDataset.from_structures(
+            alloy_data[0], values, target_names=names, units=["eV", "eV/atom"]
+        )
         return attach_descriptors(two, "density,vpa")[0]
 
     # the same content under other target names, stored first: another dataset, never reported as this one's

@@ -63,7 +63,13 @@ def test_three_shards_one_table_in_input_order_with_selection_and_provenance(cgc
     group = orm.Group(label="screen-test-alloys").store()
     group.add_nodes(list(reversed(nodes)))  # the group's order is by pk, not by when nodes were added
     results, node = run_get_node(
-        _builder(cgcnn_code, structure_group=orm.Str(group.uuid), models=members, shard_size=orm.Int(5))
+        _builder(
+            cgcnn_code,
+            structure_group=orm.Str(group.uuid),
+            models=members,
+            shard_size=orm.Int(5),
+            link_structures=orm.Bool(True),
+        )
     )
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     summary = results["summary"].get_dict()
@@ -200,8 +206,10 @@ def test_a_failing_shard_is_retried_once_then_reported_with_the_others_intact(
     )
     query.append(PredictCalculation, with_incoming="d", filters={"attributes.exit_status": 0}, project="uuid")
     assert query.all(flat=True) == [jobs[2][1].uuid]
-    # no link from the structures: the graph does not lead from them to the predictions
-    assert find_predictions(nodes[7], derived=False) == []
+    # no link from the structures, yet find_predictions finds the row by the dataset's structure_uuids
+    (record,) = find_predictions(nodes[7], derived=False)
+    assert record.process_uuid == jobs[2][1].uuid and record.structure_uuid == nodes[7].uuid
+    assert record.values["emt_energy"] == pytest.approx(values[7], rel=1e-6)
 
 
 @pytest.mark.parametrize(
