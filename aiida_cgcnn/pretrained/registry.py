@@ -53,10 +53,12 @@ def card(name: str) -> dict[str, Any]:
 
 
 def model_label(entry: dict[str, Any]) -> str:
-    """``pretrained NAME vN, trained on SOURCE (FUNCTIONAL)``, as provenance listings print it."""
+    """``pretrained NAME vN, trained on SOURCE (FUNCTIONAL)``, as provenance listings print it; an
+    ensemble of a profile's own models (its card lists ``member_models``) is not called pretrained."""
     source = entry["source"]["path"].split("/")[0]
     functional = entry["source"]["functional"]
-    return f"pretrained {entry['name']} v{entry['version']}, trained on {source} ({functional})"
+    kind = "ensemble" if entry.get("member_models") else "pretrained"
+    return f"{kind} {entry['name']} v{entry['version']}, trained on {source} ({functional})"
 
 
 def member_files(

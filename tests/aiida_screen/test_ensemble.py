@@ -56,6 +56,7 @@ def test_settings_give_basis_scale_and_name(members):
     ensemble = ensemble_from_models(settings=settings, **members)
     assert ensemble.name == "alloys" and ensemble.basis == ["primitive cell"]
     assert ensemble.base.attributes.get("std_scale") == [2.0]
+    assert ensemble.model_label.startswith("ensemble alloys v1, trained on CrystalDatasetData<")
     assert ensemble.model_label.endswith("(EMT)")
     direct = ensemble.get_ensemble()
     assert direct.std_scale.tolist() == [2.0] and direct.basis == ["primitive cell"]
