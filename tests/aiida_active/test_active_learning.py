@@ -138,6 +138,12 @@ def test_emt_loop_grows_the_dataset_skips_a_failed_reference_and_records_the_cur
         ids = set(n.inputs.dataset.get_dataset().ids.tolist())
         remaining = {s.uuid for label, s in pool.items() if summary["computed"][label]["round"] > r}
         assert ids == remaining | {f"validation:{i}" for i in validation.get_dataset().ids}
+        # uncertainty: the next batch is the two largest spreads of U (the first target) per atom (one atom)
+        output = n.outputs.predictions
+        spread = {i: s for i, s in zip(output.get_array("ids"), output.get_array("std")[:, 0], strict=True)}
+        ranked = sorted((u for u in remaining), key=lambda u: -spread[u])
+        chosen = {s.uuid for label, s in pool.items() if summary["computed"][label]["round"] == r + 1}
+        assert chosen == set(ranked[:2])
     final = predictions[-1].outputs.predictions
     data = validation.get_dataset()
     order = [list(data.ids).index(i) for i in final.get_array("ids")]
