@@ -1,11 +1,16 @@
 """``examples/active_learning_emt.py``: its pool is made of primitive cells (the cells the references are
-per mole of, so the cell predicted is the cell computed) that EMT can compute."""
+per mole of, so the cell predicted is the cell computed) that EMT can compute, and it runs end to end
+as a user runs it."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import spglib
 from ase.calculators.emt import parameters as emt_parameters
 
@@ -31,3 +36,49 @@ def test_the_pool_is_primitive_cells_of_emt_elements(aiida_profile):
         primitive = spglib.standardize_cell(cell, to_primitive=True, symprec=1e-5)
         assert len(primitive[2]) == len(atoms), label
     assert {len(s.sites) for s in pool.values()} == {1, 4}
+
+
+@pytest.mark.slow
+def test_verdi_run_on_a_fresh_presto_profile(tmp_path):
+    """``verdi presto`` on an empty AiiDA configuration, then ``verdi run`` of the example (smaller:
+    one round of two references, two members of two epochs)."""
+    env = {
+        **os.environ,
+        "AIIDA_PATH": str(tmp_path / "aiida"),
+        "OMP_NUM_THREADS": "1",
+        # the example's CalcJobs run the ``aiida-cgcnn`` executable of this environment
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("AIIDA_PROFILE", None)
+    work = tmp_path / "run"
+    work.mkdir()
+    (tmp_path / "aiida").mkdir()
+    verdi = str(Path(sys.executable).parent / "verdi")
+    presto = subprocess.run([verdi, "presto"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
+    assert presto.returncode == 0, presto.stdout + presto.stderr
+    arguments = ["--rounds", "1", "--per-round", "2", "--members", "2", "--epochs", "2"]
+    run = subprocess.run(
+        [verdi, "run", str(EXAMPLE), "--", *arguments],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "1. A pool of 147 crystals" in output
+    assert "ActiveLearningWorkChain<" in output and "budget spent: 1 rounds" in output
+    # the seed batch (4) and one round (2): two rows of the learning curve, with numbers
+    rows = [
+        line.split() for line in output.splitlines() if line.strip()[:1].isdigit() and len(line.split()) == 6
+    ]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("0", "4", "4"), ("1", "6", "6")]
+    assert all(float(value) > 0 for r in rows for value in r[3:])
+    png = work / "runs" / "active-learning" / "learning_curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        (work / "runs" / "active-learning" / "learning_curve.csv")
+        .read_text()
+        .startswith("round,n_references")
+    )
