@@ -1,0 +1,360 @@
+"""Screening throughput: N structures through ``cgcnn.screen`` on localhost against bare ``aiida-cgcnn
+predict``, in the same run, with two shards in parallel both ways.
+
+Structures: cubic ABX3 perovskites of the Castelli set (``../shared/data/perovskites``) with a random
+symmetric strain (each component N(0, 0.02)) and, with probability 1/2 per cation site, the A or B
+element replaced by one drawn from those the data has on that site; reproducible from ``--seed``.
+Model: the shipped ``perovskite-formation`` ensemble (8 CGCNN members, 5-atom cells): the cheapest
+realistic screen the package ships, so the per-structure work is smallest and AiiDA's fixed costs weigh
+the most.
+
+(a) ``aiida-cgcnn predict --model perovskite-formation shard-k.npz``, one process per shard, both at once.
+(b) ``cgcnn.screen`` (a throwaway SQLite profile under a temporary ``AIIDA_PATH``, the localhost computer,
+    the same ``aiida-cgcnn`` command) on a group of the same structures as ``StructureData``, shard size
+    N/2: one ``cgcnn.predict`` job per shard, run side by side by the direct scheduler. Storing the
+    structures in the profile comes first and is timed apart (it is the user's step, not the screen's).
+    By default ``link_structures=False`` (each shard's calcfunction takes a List of UUIDs), the setting
+    for large groups; ``--linked`` links every structure to its shard's calcfunction instead.
+
+Both run with one thread per process. Peak memory: the high-water mark of the resident set (VmHWM) of
+every ``aiida-cgcnn predict`` process, and of the process running the AiiDA engine.
+
+    OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py [-n 100000] [--seed 0] [--linked]
+    OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py -n 100000 --bare-only  # (a) alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from common import load, write_results
+
+from aiida_cgcnn.training.dataset import CrystalDataset
+
+MODEL = "perovskite-formation"
+TARGET = "heat_all"
+EXECUTABLE = str(Path(sys.executable).parent / "aiida-cgcnn")
+
+
+def generate(n: int, seed: int) -> CrystalDataset:
+    """``n`` strained and substituted perovskites (5-atom cells: A, B, three X), from ``seed``."""
+    base = load("perovskites")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(len(base), size=n)
+    numbers = base.numbers.reshape(-1, 5)[pick].copy()
+    for site in (0, 1):  # A and B: substitute from the elements the data has on that site
+        swap = rng.random(n) < 0.5
+        numbers[swap, site] = rng.choice(base.numbers.reshape(-1, 5)[:, site], size=int(swap.sum()))
+    strain = rng.normal(0.0, 0.02, size=(n, 3, 3)).clip(-0.06, 0.06)
+    strain = 0.5 * (strain + strain.transpose(0, 2, 1))
+    lattices = base.lattices[pick] @ (np.eye(3) + strain)
+    return CrystalDataset(
+        ids=np.array([f"perov-{seed}-{k}" for k in range(n)]),
+        num_atoms=np.full(n, 5, dtype=np.int64),
+        lattices=lattices,
+        numbers=numbers.reshape(-1),
+        frac_coords=base.frac_coords.reshape(-1, 5, 3)[pick].reshape(-1, 3),
+        targets=np.zeros((n, 1)),
+        target_names=["none"],
+        units=[""],
+    )
+
+
+class PeakMemory(threading.Thread):
+    """Polls /proc for processes whose command line holds every word of ``words`` and whose working
+    directory lies under ``root`` (other users' runs on the machine are not counted); keeps each
+    one's VmHWM (peak resident set, MiB) as last seen."""
+
+    def __init__(self, words: tuple[str, ...], root: Path, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.words, self.root, self.interval = words, str(root), interval
+        self.peaks: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    command = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    if not all(w in command for w in self.words):
+                        continue
+                    if not os.readlink(Path(entry.path, "cwd")).startswith(self.root):
+                        continue
+                    for line in Path(entry.path, "status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            peak = int(line.split()[1]) / 1024
+                            self.peaks[int(entry.name)] = max(self.peaks.get(int(entry.name), 0.0), peak)
+                except OSError:
+                    continue
+            self.done.wait(self.interval)
+
+    def stop(self) -> dict[str, float | int]:
+        self.done.set()
+        self.join()
+        return {
+            "processes": len(self.peaks),
+            "peak_rss_mib_max": max(self.peaks.values(), default=0.0),
+        }
+
+
+def bare(shards: list[Path], work: Path) -> dict:
+    """(a): one ``aiida-cgcnn predict`` per shard, all at once; wall time until the last one ends."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    monitor = PeakMemory(("aiida-cgcnn", "predict"), work)
+    monitor.start()
+    start = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [
+                EXECUTABLE,
+                "predict",
+                "--model",
+                MODEL,
+                "--workers",
+                "1",
+                str(shard),
+                "-o",
+                str(shard.with_suffix(".csv")),
+            ],
+            env=env,
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for shard in shards
+    ]
+    peaks = []
+    for process in processes:
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        peaks.append(usage.ru_maxrss / 1024)
+        if process.returncode:
+            sys.exit(f"aiida-cgcnn predict failed: {process.stderr.read().decode()[-2000:]}")
+    wall = time.perf_counter() - start
+    memory = monitor.stop()
+    return {"wall_s": wall, "peak_rss_mib_per_process": peaks, **memory}
+
+
+def predictions(csv_files: list[Path]) -> np.ndarray:
+    """The ensemble means of the bare runs' CSVs, in input order."""
+    from aiida_cgcnn.ensemble import read_ensemble_csv
+
+    return np.array([row[f"{TARGET}_pred"] for path in csv_files for row in read_ensemble_csv(path)[2]])
+
+
+def aiida_child(n: int, seed: int, root: Path, linked: bool) -> None:
+    """(b), in its own process so that its peak memory is the engine's: a throwaway profile under
+    ``root``, the structures stored, the screen run; prints one JSON line."""
+    os.environ["AIIDA_PATH"] = str(root)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "verdi"),
+            "presto",
+            "--profile-name",
+            "screen-bench",
+            "--no-broker",
+        ],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ),
+    )
+    from aiida import load_profile, orm
+    from aiida.engine import run_get_node
+    from aiida.manage import get_manager
+
+    load_profile("screen-bench")
+    from ase.data import chemical_symbols
+
+    from aiida_cgcnn.workflows.screen import ScreenWorkChain
+
+    dataset = generate(n, seed)
+    start = time.perf_counter()
+    group = orm.Group(label="screen-bench").store()
+    storage = get_manager().get_profile_storage()
+    for first in range(0, n, 2000):
+        nodes = []
+        with storage.transaction():
+            for k in range(first, min(first + 2000, n)):
+                crystal = dataset.crystal(k)
+                structure = orm.StructureData(cell=crystal.lattice.tolist())
+                symbols = [chemical_symbols[int(z)] for z in crystal.numbers]
+                for symbol in dict.fromkeys(symbols):  # kinds and sites: 8x faster than append_atom
+                    structure.append_kind(orm.Kind(symbols=symbol, name=symbol))
+                for symbol, position in zip(symbols, crystal.frac_coords @ crystal.lattice, strict=True):
+                    structure.append_site(orm.Site(kind_name=symbol, position=position.tolist()))
+                structure.label = crystal.id
+                nodes.append(structure.store())
+        group.add_nodes(nodes)
+    imported = time.perf_counter() - start
+
+    computer = orm.load_computer("localhost")
+    computer.set_minimum_job_poll_interval(0.5)
+    computer.set_default_mpiprocs_per_machine(1)
+    code = orm.InstalledCode(
+        label="aiida-cgcnn",
+        computer=computer,
+        filepath_executable=EXECUTABLE,
+        default_calc_job_plugin="cgcnn.predict",
+        prepend_text="export OMP_NUM_THREADS=1",
+    ).store()
+    # imported before the clock starts: importing the shipped ensemble happens once per profile
+    from aiida_cgcnn.data.pretrained import import_pretrained
+
+    import_pretrained(MODEL)
+    start = time.perf_counter()
+    results, node = run_get_node(
+        ScreenWorkChain,
+        structure_group=group.uuid,
+        pretrained=MODEL,
+        criterion={"target": TARGET, "direction": "min", "top_k": 100},
+        code=code,
+        shard_size=math.ceil(n / 2),
+        link_structures=linked,
+        predict={"metadata": {"options": {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}}}},
+    )
+    screened = time.perf_counter() - start
+    if not node.is_finished_ok:
+        sys.exit(f"cgcnn.screen failed: exit status {node.exit_status} {node.exit_message}")
+    from aiida_cgcnn.calculations.functions.screen import read_screening_table
+
+    _, _, rows = read_screening_table(results["table"])
+    values = [row[TARGET] for row in rows]
+    import resource
+
+    # where the time went: each kind of child process, from its creation to its last change
+    phases: dict[str, dict[str, float]] = {}
+    began = node.ctime
+    for child in node.called_descendants:
+        phase = phases.setdefault(
+            child.process_label or "?", {"count": 0, "first_start_s": math.inf, "last_end_s": 0.0}
+        )
+        phase["count"] += 1
+        phase["first_start_s"] = min(phase["first_start_s"], (child.ctime - began).total_seconds())
+        phase["last_end_s"] = max(phase["last_end_s"], (child.mtime - began).total_seconds())
+    phases["cgcnn.screen"] = {
+        "count": 1,
+        "first_start_s": 0.0,
+        "last_end_s": (node.mtime - began).total_seconds(),
+    }
+
+    print(
+        json.dumps(
+            {
+                "import_s": imported,
+                "wall_s": screened,
+                "engine_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "values": values,
+                "phases": phases,
+                "summary": {
+                    k: v
+                    for k, v in results["summary"].get_dict().items()
+                    if k in ("structures", "predicted", "invalid", "selected")
+                },
+            }
+        )
+    )
+
+
+def screened(n: int, seed: int, work: Path, linked: bool) -> dict:
+    """(b) in a child process, with the peak memory of its ``cgcnn.predict`` jobs."""
+    monitor = PeakMemory(("aiida-cgcnn", "predict"), work)
+    monitor.start()
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--aiida-child", "-n", str(n), "--seed", str(seed), "--work", str(work)]
+        + (["--linked"] if linked else []),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        text=True,
+    )
+    out, err = child.communicate()
+    memory = monitor.stop()
+    if child.returncode:
+        sys.exit(f"the AiiDA run failed:\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "jobs": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=100_000, help="structures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--aiida-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--name", default="screening_throughput")
+    parser.add_argument(
+        "--linked",
+        action="store_true",
+        help="link_structures=True: each structure an input of its shard calcfunction (slow for big shards)",
+    )
+    parser.add_argument(
+        "--bare-only", action="store_true", help="only (a): the command's throughput and memory at large N"
+    )
+    args = parser.parse_args()
+    if args.aiida_child:
+        aiida_child(args.n, args.seed, args.work, args.linked)
+        return
+    with tempfile.TemporaryDirectory(prefix="screen-bench-") as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        dataset = generate(args.n, args.seed)
+        half = math.ceil(args.n / 2)
+        shards = []
+        for k, part in enumerate((np.arange(half), np.arange(half, args.n))):
+            shards.append(dataset.subset(part).save(work / f"shard-{k}.npz"))
+        generated = time.perf_counter() - start
+        print(f"{args.n} structures generated and written in {generated:.1f} s", flush=True)
+        a = bare(shards, work)
+        print(f"(a) bare predict: {a['wall_s']:.1f} s", flush=True)
+        reference = predictions([s.with_suffix(".csv") for s in shards])
+        if args.bare_only:
+            bare_only = {"structures": args.n, "seed": args.seed, "model": MODEL, "shards": 2}
+            bare_only["bare"] = {**a, "structures_per_s": args.n / a["wall_s"]}
+            write_results(args.name, {**bare_only, "generate_s": generated, "predicted": len(reference)})
+            return
+        (work / "aiida").mkdir()
+        b = screened(args.n, args.seed, work / "aiida", args.linked)
+        print(
+            f"(b) cgcnn.screen: {b['wall_s']:.1f} s (+ {b['import_s']:.1f} s storing the structures)",
+            flush=True,
+        )
+    values = np.asarray(b.pop("values"))
+    results = {
+        "structures": args.n,
+        "seed": args.seed,
+        "model": MODEL,
+        "shards": 2,
+        "link_structures": args.linked,
+        "generate_s": generated,
+        "bare": {**a, "structures_per_s": args.n / a["wall_s"]},
+        "screen": {
+            **b,
+            "structures_per_s": args.n / b["wall_s"],
+            "structures_per_s_with_import": args.n / (b["wall_s"] + b["import_s"]),
+        },
+        "aiida_share": (b["wall_s"] - a["wall_s"]) / b["wall_s"],
+        "aiida_share_with_import": (b["wall_s"] + b["import_s"] - a["wall_s"])
+        / (b["wall_s"] + b["import_s"]),
+        "max_abs_difference": float(np.max(np.abs(values - reference)))
+        if len(values) == len(reference)
+        else None,
+    }
+    for key, value in results.items():
+        print(f"{key:28s} {value}")
+    write_results(args.name, results)
+
+
+if __name__ == "__main__":
+    main()
