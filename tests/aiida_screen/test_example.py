@@ -55,3 +55,45 @@ def test_verdi_run_screens_a_group_on_a_fresh_presto_profile(tmp_path):
     assert units[0] == "# units" and len(rows) == 30
     selected = [row for row in rows if row[header.index("selected")] == "true"]
     assert sorted(int(row[header.index("rank")]) for row in selected) == [1, 2, 3]
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_phonondb_example_ranks_unseen_crystals_and_verifies_with_chgnet(tmp_path, shared_data):
+    """``examples/screen_phonondb.py`` on 40 unseen phonondb crystals: the printed ranking is by the
+    predicted Cv per atom, each line carries the table's DFT value, and the best is verified with
+    CHGNet + phonopy."""
+    pytest.importorskip("chgnet")
+    if "phonons-300K" not in available():
+        pytest.skip("the pretrained model 'phonons-300K' is not installed")
+    env = {
+        **os.environ,
+        "AIIDA_PATH": str(tmp_path / "aiida"),
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("AIIDA_PROFILE", None)
+    work = tmp_path / "run"
+    work.mkdir()
+    (tmp_path / "aiida").mkdir()
+    presto = subprocess.run([VERDI, "presto"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
+    assert presto.returncode == 0, presto.stdout + presto.stderr
+    arguments = ["--structures", "40", "--shard-size", "20", "--top-k", "3", "--verify-count", "1"]
+    run = subprocess.run(
+        [VERDI, "run", str(ROOT / "examples" / "screen_phonondb.py"), "--", *arguments],
+        env=env, cwd=work, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "40 unseen phonondb crystals in 2 shards: 40 predicted, 0 invalid, 3 selected" in output
+    ranked = [line.split() for line in output.splitlines() if line.startswith(("   1.", "   2.", "   3."))]
+    assert [r[0] for r in ranked] == ["1.", "2.", "3."]
+    scores = [float(r[3]) for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+    # the ensemble never saw these crystals; phonondb's DFT value per atom is within 0.5 J/(K mol)
+    dft = [float(r[-1]) for r in ranked]
+    assert all(abs(s - d) < 0.5 for s, d in zip(scores, dft, strict=True)), ranked
+    (verified,) = [line for line in output.splitlines() if line.strip().startswith("top1_pk")]
+    predicted, chgnet = float(verified.split()[4].rstrip(",")), float(verified.split()[6].rstrip(","))
+    assert abs(predicted - chgnet) / chgnet < 0.05, verified
+    assert (work / "runs" / "screen-phonondb" / "verification-parity.png").stat().st_size > 1000
