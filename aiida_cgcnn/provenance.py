@@ -178,6 +178,21 @@ def _derived_cells(structure: orm.StructureData, depth: int) -> list[orm.Structu
     return list(found.values())
 
 
+def _batch_predictions(query: orm.QueryBuilder) -> orm.QueryBuilder:
+    """``query`` (ending in a ``dataset`` tag) continued to the finished ``cgcnn.predict`` jobs of those
+    datasets, projecting each job, its model and its ``predictions`` array."""
+    query.append(
+        PredictCalculation,
+        with_incoming="dataset",
+        tag="predict",
+        filters={"attributes.exit_status": 0},
+        project="*",
+    )
+    query.append((ModelData, EnsembleData), with_outgoing="predict", project="*")
+    query.append(orm.ArrayData, with_incoming="predict", edge_filters={"label": "predictions"}, project="*")
+    return query
+
+
 def find_predictions(structure: orm.StructureData, derived: bool = True) -> list[PredictionRecord]:
     """Every prediction recorded for ``structure``, oldest first (see the module documentation for the
     rule). With ``derived``, also those of the cells calculations made from it, such as the phonopy
@@ -199,42 +214,23 @@ def find_predictions(structure: orm.StructureData, derived: bool = True) -> list
             seen.add(record.pk)
             records.append(_from_record(record, process, models))
 
-    query = orm.QueryBuilder()
-    query.append(orm.StructureData, filters={"uuid": {"in": uuids}}, tag="structure")
-    query.append(orm.CalculationNode, with_incoming="structure", tag="build")
-    query.append(CrystalDatasetData, with_incoming="build", tag="dataset")
-    query.append(
-        PredictCalculation,
-        with_incoming="dataset",
-        tag="predict",
-        filters={"attributes.exit_status": 0},
-        project="*",
-    )
-    query.append((ModelData, EnsembleData), with_outgoing="predict", project="*")
-    query.append(orm.ArrayData, with_incoming="predict", edge_filters={"label": "predictions"}, project="*")
-    done = set()
-    for calculation, model, predictions in query.all():
-        if calculation.pk not in done:
-            done.add(calculation.pk)
-            records += _from_batch(calculation, model, predictions, set(uuids), models)
-
+    linked = orm.QueryBuilder()
+    linked.append(orm.StructureData, filters={"uuid": {"in": uuids}}, tag="structure")
+    linked.append(orm.CalculationNode, with_incoming="structure", tag="build")
+    linked.append(CrystalDatasetData, with_incoming="build", tag="dataset")
     # datasets that name their structures instead of linking them (cgcnn.screen, link_structures False)
-    named = [{"attributes.structure_uuids": {"contains": [uuid]}} for uuid in uuids]
-    query = orm.QueryBuilder()
-    query.append(CrystalDatasetData, filters={"or": named}, tag="dataset")
-    query.append(
-        PredictCalculation,
-        with_incoming="dataset",
-        tag="predict",
-        filters={"attributes.exit_status": 0},
-        project="*",
+    named = orm.QueryBuilder()
+    named.append(
+        CrystalDatasetData,
+        filters={"or": [{"attributes.structure_uuids": {"contains": [uuid]}} for uuid in uuids]},
+        tag="dataset",
     )
-    query.append((ModelData, EnsembleData), with_outgoing="predict", project="*")
-    query.append(orm.ArrayData, with_incoming="predict", edge_filters={"label": "predictions"}, project="*")
-    for calculation, model, predictions in query.all():
-        if calculation.pk not in done:
-            done.add(calculation.pk)
-            records += _from_batch(calculation, model, predictions, set(uuids), models)
+    done = set()
+    for query in (linked, named):
+        for calculation, model, predictions in _batch_predictions(query).all():
+            if calculation.pk not in done:
+                done.add(calculation.pk)
+                records += _from_batch(calculation, model, predictions, set(uuids), models)
     return sorted(records, key=lambda r: r.date)
 
 
