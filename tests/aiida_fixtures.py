@@ -3,6 +3,7 @@ small real datasets. The code is the real ``aiida-cgcnn`` executable of this env
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,3 +81,25 @@ def verdi_env(aiida_profile):
 
     env = {**os.environ, "AIIDA_PATH": str(get_config().dirpath), "OMP_NUM_THREADS": "1"}
     return env, get_manager().get_profile().name
+
+
+@pytest.fixture
+def fresh_presto(tmp_path):
+    """What a new user has: an empty AiiDA configuration in which ``verdi presto`` made the profile.
+    Returns the environment (that configuration, this environment's ``aiida-cgcnn`` and ``verdi`` on
+    PATH, one thread) and the working directory for ``verdi run``."""
+    env = {
+        **os.environ,
+        "AIIDA_PATH": str(tmp_path / "aiida"),
+        "OMP_NUM_THREADS": "1",
+        # the examples' CalcJobs run the ``aiida-cgcnn`` executable of this environment
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("AIIDA_PROFILE", None)
+    work = tmp_path / "run"
+    work.mkdir()
+    (tmp_path / "aiida").mkdir()
+    verdi = str(Path(sys.executable).parent / "verdi")
+    presto = subprocess.run([verdi, "presto"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
+    assert presto.returncode == 0, presto.stdout + presto.stderr
+    return env, work

@@ -5,7 +5,6 @@ as a user runs it."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,26 +38,13 @@ def test_the_pool_is_primitive_cells_of_emt_elements(aiida_profile):
 
 
 @pytest.mark.slow
-def test_verdi_run_on_a_fresh_presto_profile(tmp_path):
+def test_verdi_run_on_a_fresh_presto_profile(fresh_presto):
     """``verdi presto`` on an empty AiiDA configuration, then ``verdi run`` of the example (smaller:
     one round of two references, two members of two epochs)."""
-    env = {
-        **os.environ,
-        "AIIDA_PATH": str(tmp_path / "aiida"),
-        "OMP_NUM_THREADS": "1",
-        # the example's CalcJobs run the ``aiida-cgcnn`` executable of this environment
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    env.pop("AIIDA_PROFILE", None)
-    work = tmp_path / "run"
-    work.mkdir()
-    (tmp_path / "aiida").mkdir()
-    verdi = str(Path(sys.executable).parent / "verdi")
-    presto = subprocess.run([verdi, "presto"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
-    assert presto.returncode == 0, presto.stdout + presto.stderr
+    env, work = fresh_presto
     arguments = ["--rounds", "1", "--per-round", "2", "--members", "2", "--epochs", "2"]
     run = subprocess.run(
-        [verdi, "run", str(EXAMPLE), "--", *arguments],
+        [str(Path(sys.executable).parent / "verdi"), "run", str(EXAMPLE), "--", *arguments],
         env=env,
         cwd=work,
         capture_output=True,

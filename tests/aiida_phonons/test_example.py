@@ -3,7 +3,6 @@ configuration, then ``verdi run`` (smaller: fewer training crystals and epochs t
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,21 +15,8 @@ VERDI = str(Path(sys.executable).parent / "verdi")
 
 
 @pytest.mark.slow
-def test_verdi_run_on_a_fresh_presto_profile(tmp_path):
-    env = {
-        **os.environ,
-        "AIIDA_PATH": str(tmp_path / "aiida"),
-        "OMP_NUM_THREADS": "1",
-        # the example's CalcJob runs the ``aiida-cgcnn`` executable of this environment
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    env.pop("AIIDA_PROFILE", None)
-    work = tmp_path / "run"
-    work.mkdir()
-    (tmp_path / "aiida").mkdir()
-
-    presto = subprocess.run([VERDI, "presto"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
-    assert presto.returncode == 0, presto.stdout + presto.stderr
+def test_verdi_run_on_a_fresh_presto_profile(fresh_presto, tmp_path):
+    env, work = fresh_presto
 
     run = subprocess.run(
         [VERDI, "run", str(EXAMPLE), "--", "--n-train", "16", "--epochs", "3"],

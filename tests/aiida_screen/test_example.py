@@ -4,7 +4,7 @@ then ``verdi run`` (smaller than the default: 30 alloys in 3 shards)."""
 from __future__ import annotations
 
 import csv
-import os
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -18,22 +18,15 @@ EXAMPLE = ROOT / "examples" / "screen_alloys.py"
 VERDI = str(Path(sys.executable).parent / "verdi")
 
 
+NEEDS_PHONONS_300K = pytest.mark.skipif(
+    "phonons-300K" not in available(), reason="the pretrained model 'phonons-300K' is not installed"
+)
+
+
 @pytest.mark.slow
-def test_verdi_run_screens_a_group_on_a_fresh_presto_profile(tmp_path):
-    if "phonons-300K" not in available():
-        pytest.skip("the pretrained model 'phonons-300K' is not installed")
-    env = {
-        **os.environ,
-        "AIIDA_PATH": str(tmp_path / "aiida"),
-        "OMP_NUM_THREADS": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    env.pop("AIIDA_PROFILE", None)
-    work = tmp_path / "run"
-    work.mkdir()
-    (tmp_path / "aiida").mkdir()
-    presto = subprocess.run([VERDI, "presto"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
-    assert presto.returncode == 0, presto.stdout + presto.stderr
+@NEEDS_PHONONS_300K
+def test_verdi_run_screens_a_group_on_a_fresh_presto_profile(fresh_presto):
+    env, work = fresh_presto
 
     arguments = ["--structures", "30", "--shard-size", "10", "--top-k", "3"]
     run = subprocess.run(
@@ -59,25 +52,13 @@ def test_verdi_run_screens_a_group_on_a_fresh_presto_profile(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_phonondb_example_ranks_unseen_crystals_and_verifies_with_chgnet(tmp_path, shared_data):
+@NEEDS_PHONONS_300K
+@pytest.mark.skipif(importlib.util.find_spec("chgnet") is None, reason="needs chgnet (the phonons extra)")
+def test_phonondb_example_ranks_unseen_crystals_and_verifies_with_chgnet(shared_data, fresh_presto):
     """``examples/screen_phonondb.py`` on 40 unseen phonondb crystals: the printed ranking is by the
     predicted Cv per atom, each line carries the table's DFT value, and the best is verified with
     CHGNet + phonopy."""
-    pytest.importorskip("chgnet")
-    if "phonons-300K" not in available():
-        pytest.skip("the pretrained model 'phonons-300K' is not installed")
-    env = {
-        **os.environ,
-        "AIIDA_PATH": str(tmp_path / "aiida"),
-        "OMP_NUM_THREADS": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    env.pop("AIIDA_PROFILE", None)
-    work = tmp_path / "run"
-    work.mkdir()
-    (tmp_path / "aiida").mkdir()
-    presto = subprocess.run([VERDI, "presto"], env=env, cwd=work, capture_output=True, text=True, timeout=300)
-    assert presto.returncode == 0, presto.stdout + presto.stderr
+    env, work = fresh_presto
     arguments = ["--structures", "40", "--shard-size", "20", "--top-k", "3", "--verify-count", "1"]
     run = subprocess.run(
         [VERDI, "run", str(ROOT / "examples" / "screen_phonondb.py"), "--", *arguments],
