@@ -12,6 +12,7 @@ from aiida.engine import CalcJob, CalcJobProcessSpec
 
 from ..data.dataset import CrystalDatasetData
 from ..data.ensemble import EnsembleData
+from ..data.integrity import validate_unaltered
 from ..data.model import ModelData
 from .options import define_command_exit_codes, set_option_defaults
 from .remote_cache import (
@@ -64,9 +65,15 @@ class PredictCalculation(CalcJob):
         spec.input(
             "model",
             valid_type=(ModelData, EnsembleData),
+            validator=validate_unaltered,
             help="A trained model, or a pretrained ensemble (mean, calibrated std, out-of-domain flags).",
         )
-        spec.input("dataset", valid_type=CrystalDatasetData, help="The structures to predict.")
+        spec.input(
+            "dataset",
+            valid_type=CrystalDatasetData,
+            validator=validate_unaltered,
+            help="The structures to predict.",
+        )
         spec.input(
             "device",
             valid_type=orm.Str,

@@ -11,6 +11,7 @@ from aiida.common.folders import Folder
 from aiida.engine import CalcJob, CalcJobProcessSpec
 
 from ..data.dataset import CrystalDatasetData
+from ..data.integrity import validate_unaltered
 from ..data.model import ModelData
 from .options import define_command_exit_codes, set_option_defaults
 from .parameters import PARAMETERS_HELP, validate_train_parameters
@@ -74,6 +75,7 @@ class TrainCalculation(CalcJob):
         spec.input(
             "dataset",
             valid_type=CrystalDatasetData,
+            validator=validate_unaltered,
             help="The training data: structures, targets and units (portable dataset file).",
         )
         spec.input(
@@ -94,6 +96,7 @@ class TrainCalculation(CalcJob):
             "model",
             valid_type=ModelData,
             required=False,
+            validator=validate_unaltered,
             help="A trained model whose weights start this training (fine-tuning).",
         )
         define_reuse_option(spec)

@@ -11,7 +11,9 @@ import typing as t
 
 from aiida import orm
 
+from ..errors import DatasetError
 from ..training.dataset import CrystalDataset
+from .integrity import verified_content
 
 __all__ = ["CrystalDatasetData"]
 
@@ -23,7 +25,13 @@ class CrystalDatasetData(orm.SinglefileData):
     ``feature_names`` (stored descriptors), ``sha256`` (of the file), ``structure_sha256`` and
     ``dataset_sha256`` (of the content, :meth:`CrystalDataset.sha256`: what a checkpoint records as
     its training data, so a model trained on the command line finds its dataset node).
+
+    The file is read without executing code (``allow_pickle=False``), and every read of a stored node
+    checks it against ``sha256`` first: a file altered in the repository is refused (``DatasetError``).
     """
+
+    #: what to do with a node whose file fails its sha256 check
+    REMEDY = "make the dataset node again from its trusted source structures or file"
 
     _FILENAME = "dataset.npz"
 
@@ -106,9 +114,14 @@ class CrystalDatasetData(orm.SinglefileData):
     def units(self) -> list[str]:
         return t.cast("list[str]", self.base.attributes.get("units"))
 
+    def verified_content(self) -> bytes:
+        """The dataset file's bytes, checked against the ``sha256`` recorded when the node was made;
+        raises :class:`~aiida_cgcnn.errors.DatasetError` naming the node if they differ."""
+        return verified_content(self, self.filename, self.sha256, error=DatasetError, remedy=self.REMEDY)
+
     def get_dataset(self) -> CrystalDataset:
-        """The dataset, read from the repository."""
-        return CrystalDataset.load(io.BytesIO(self.get_content(mode="rb")))
+        """The dataset, read from the repository (its file checked against ``sha256`` first)."""
+        return CrystalDataset.load(io.BytesIO(self.verified_content()))
 
     def get_structures(self) -> list[orm.StructureData]:
         """The structures as (unstored) ``StructureData``, labelled with their dataset ids.
@@ -136,5 +149,5 @@ class CrystalDatasetData(orm.SinglefileData):
     # not aiida-core's Data.export (format conversion): the file itself
     def export(self, path: str | os.PathLike[str]) -> pathlib.Path:  # type: ignore[override]
         path = pathlib.Path(path)
-        path.write_bytes(self.get_content(mode="rb"))
+        path.write_bytes(self.verified_content())
         return path

@@ -15,8 +15,10 @@ import typing as t
 from aiida import orm
 
 from ..ensemble import Ensemble
-from ..pretrained.registry import sha256_file
+from ..errors import CheckpointError
+from ..pretrained.registry import member_path, sha256_file
 from ..training.checkpoint import load_checkpoint
+from .integrity import node_name, verified_content
 
 __all__ = ["EnsembleData", "ensemble_sha256"]
 
@@ -59,8 +61,12 @@ class EnsembleData(orm.FolderData):
 
     Made from a model folder (``aiida-cgcnn pretrained build`` output); every member's sha256 is
     checked against the card and every member is loaded with ``weights_only=True``, so an altered or
-    invalid file never becomes a node. Use :func:`aiida_cgcnn.data.pretrained.import_pretrained` to
-    import a shipped model once per profile, with provenance.
+    invalid file never becomes a node; a member path that leaves the folder (absolute, ``..``, a link
+    pointing outside) is refused. Every later use (:meth:`export`, :meth:`get_ensemble`, a
+    ``cgcnn.predict`` upload) checks the card and every member against the sha256 recorded when the
+    node was made first, so a file altered in the repository after storing is refused. Use
+    :func:`aiida_cgcnn.data.pretrained.import_pretrained` to import a shipped model once per profile,
+    with provenance.
     """
 
     def __init__(self, folder: str | pathlib.Path | None = None, **kwargs: t.Any) -> None:
@@ -81,7 +87,7 @@ class EnsembleData(orm.FolderData):
         if not entry["files"]:
             raise ValueError(f"{card_path} lists no member files")
         for item in entry["files"]:
-            path = folder / item["path"]
+            path = member_path(folder, item["path"])  # nothing outside the folder is read or copied
             if not path.is_file():
                 raise ValueError(f"{str(folder)!r} lacks the member {item['path']} its card lists")
             if sha256_file(path) != item["sha256"]:
@@ -112,6 +118,7 @@ class EnsembleData(orm.FolderData):
                 "member_files": [item["path"] for item in entry["files"]],
                 "member_sha256": [item["sha256"] for item in entry["files"]],
                 "sha256": ensemble_sha256(entry),
+                "card_sha256": sha256_file(card_path),
                 "metrics": _metrics(entry),
                 "source": {k: source.get(k) for k in ("description", "functional", "licence", "path")},
                 "data_sha256": entry.get("data", {}).get("sha256"),
@@ -134,6 +141,45 @@ class EnsembleData(orm.FolderData):
             content = self.base.repository.get_object_content(name, mode="rb")
             if hashlib.sha256(content).hexdigest() != digest:
                 raise ValueError(f"member {name} changed after the EnsembleData was made")
+        return True
+
+    #: what to do with a node whose files fail their sha256 check
+    REMEDY = (
+        "import the ensemble again from a trusted model folder (EnsembleData(folder=...), or "
+        "import_pretrained(name) for a shipped model, which never returns an altered node)"
+    )
+
+    def verified_files(self) -> dict[str, bytes]:
+        """The card and every member by name, each checked against the sha256 recorded when the node was
+        made (members: ``member_sha256``; the card: ``card_sha256``, or for a node made before that was
+        kept, the card's own :func:`ensemble_sha256` against ``sha256``). Raises
+        :class:`~aiida_cgcnn.errors.CheckpointError` naming the node and the altered file."""
+        files = {}
+        for name, digest in zip(self.member_files, self.member_sha256, strict=True):
+            files[name] = verified_content(self, name, digest, remedy=self.REMEDY)
+        if "card_sha256" in self.base.attributes.keys():
+            files[CARD] = verified_content(
+                self, CARD, self.base.attributes.get("card_sha256"), remedy=self.REMEDY
+            )
+        else:
+            files[CARD] = self.base.repository.get_object_content(CARD, mode="rb")
+            try:
+                digest = ensemble_sha256(json.loads(files[CARD]))
+            except (ValueError, KeyError, TypeError):
+                digest = ""
+            if digest != self.sha256:
+                raise CheckpointError(
+                    f"{node_name(self)}: its file {CARD!r} was altered after the node was stored; refused "
+                    f"before loading it. Do not use this node: {self.REMEDY}."
+                )
+        return files
+
+    def verify(self) -> bool:
+        """Whether the card and every member still have the sha256 recorded when the node was made."""
+        try:
+            self.verified_files()
+        except CheckpointError:
+            return False
         return True
 
     # --- facts ------------------------------------------------------------------------------------
@@ -200,8 +246,8 @@ class EnsembleData(orm.FolderData):
         --model FOLDER`` or ``Ensemble.from_directory``)."""
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name in [CARD, *self.member_files]:
-            (folder / name).write_bytes(self.base.repository.get_object_content(name, mode="rb"))
+        for name, content in self.verified_files().items():  # checked before anything is written
+            member_path(folder, name).write_bytes(content)
         return folder
 
     def get_ensemble(self) -> Ensemble:

@@ -8,9 +8,11 @@ import typing as t
 
 from aiida import orm
 
+from ..errors import CheckpointError
 from ..predict import Predictor
 from ..training.checkpoint import load_checkpoint
 from .dataset import CrystalDatasetData
+from .integrity import verified_content
 
 __all__ = ["ModelData"]
 
@@ -34,8 +36,16 @@ class ModelData(orm.SinglefileData):
     ``dataset_sha256`` and ``sha256``.
 
     The checkpoint is loaded with ``weights_only=True`` when the node is made, so an invalid file
-    never becomes a node. Use :meth:`get_or_create` to reuse the node of an identical file.
+    never becomes a node, and every later read checks the file against ``sha256`` first, so a file
+    altered in the repository after storing is refused (:class:`~aiida_cgcnn.errors.CheckpointError`).
+    Use :meth:`get_or_create` to reuse the node of an identical file.
     """
+
+    #: what to do with a node whose file fails its sha256 check
+    REMEDY = (
+        "import the checkpoint again from a trusted copy (ModelData.get_or_create(path) makes a new node "
+        "and never returns an altered one)"
+    )
 
     _FILENAME = "model.pt"
 
@@ -94,13 +104,11 @@ class ModelData(orm.SinglefileData):
         relative to the working directory."""
         path = pathlib.Path(path).resolve()
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        existing = (
-            orm.QueryBuilder()
-            .append(cls, filters={"attributes.sha256": digest}, project="*")
-            .first(flat=True)
-        )
-        if existing is not None:
-            return t.cast(ModelData, existing)
+        query = orm.QueryBuilder().append(cls, filters={"attributes.sha256": digest}, project="*")
+        query.order_by({cls: "id"})
+        for existing in query.all(flat=True):
+            if existing.verify():  # an altered node of the same recorded sha256 is never reused
+                return t.cast(ModelData, existing)
         node = cls(path)
         return node.store() if store else node
 
@@ -152,9 +160,22 @@ class ModelData(orm.SinglefileData):
         when the checkpoint has no test metrics. Never averaged across targets of different units."""
         return mae_per_target(self.metrics, self.targets, self.units)
 
+    def verified_content(self) -> bytes:
+        """The checkpoint file's bytes, after checking them against the ``sha256`` recorded when the node
+        was made; raises :class:`~aiida_cgcnn.errors.CheckpointError` naming the node if they differ."""
+        return verified_content(self, self.filename, self.sha256, remedy=self.REMEDY)
+
+    def verify(self) -> bool:
+        """Whether the checkpoint file still has the ``sha256`` recorded when the node was made."""
+        try:
+            self.verified_content()
+        except CheckpointError:
+            return False
+        return True
+
     def get_checkpoint(self) -> dict[str, t.Any]:
-        """The checkpoint dictionary (``weights_only=True``)."""
-        return self._load(self.get_content(mode="rb"))
+        """The checkpoint dictionary (``weights_only=True``), its file checked against ``sha256`` first."""
+        return self._load(self.verified_content())
 
     def get_predictor(self, device: str = "cpu") -> Predictor:
         """A :class:`~aiida_cgcnn.predict.Predictor` for this model."""
@@ -184,7 +205,7 @@ class ModelData(orm.SinglefileData):
     # not aiida-core's Data.export (format conversion): the checkpoint file itself
     def export(self, path: str | pathlib.Path) -> pathlib.Path:  # type: ignore[override]
         path = pathlib.Path(path)
-        path.write_bytes(self.get_content(mode="rb"))
+        path.write_bytes(self.verified_content())
         return path
 
 

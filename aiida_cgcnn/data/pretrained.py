@@ -84,7 +84,8 @@ def pretrained_model(training_data: orm.Dict, recipe: orm.Dict, metrics: orm.Dic
 
 def _find(digest: str) -> EnsembleData | None:
     query = orm.QueryBuilder().append(EnsembleData, filters={"attributes.sha256": digest}, project="*")
-    return query.first(flat=True)
+    # a node whose files were altered after storing is never returned: a new import replaces it
+    return next((node for node in query.order_by({EnsembleData: "id"}).all(flat=True) if node.verify()), None)
 
 
 def import_pretrained(name: str) -> EnsembleData:

@@ -17,6 +17,7 @@ __all__ = [
     "available",
     "card",
     "member_files",
+    "member_path",
     "model_label",
     "sha256_file",
 ]
@@ -30,6 +31,25 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def member_path(folder: Path, name: str) -> Path:
+    """``folder / name`` for a member a card lists, refused (:class:`CheckpointError`) unless ``name`` is
+    a relative path without ``..`` that stays inside ``folder`` once symbolic links are followed: a
+    card from elsewhere must not make us read, copy or write a file outside its model folder."""
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or "\\" in name or ".." in parts:
+        raise CheckpointError(
+            f"the card in {str(folder)!r} lists the member {name!r}, not a plain relative path inside the "
+            "model folder: refused; use a model folder built by `aiida-cgcnn pretrained build`"
+        )
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise CheckpointError(
+            f"the member {name!r} in {str(folder)!r} is a link to {str(path.resolve())!r}, outside the "
+            "model folder: refused; copy the file into the folder instead"
+        )
+    return path
 
 
 class UnknownModelError(ValueError):
@@ -70,7 +90,7 @@ def member_files(
     folder = folder or MODELS_DIR / name
     files = []
     for item in entry["files"]:
-        path = folder / item["path"]
+        path = member_path(folder, item["path"])
         if not path.is_file():
             raise CheckpointError(f"pretrained model {name!r} lacks {item['path']}: reinstall aiida-cgcnn")
         if verify and sha256_file(path) != item["sha256"]:
