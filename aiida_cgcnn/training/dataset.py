@@ -282,7 +282,15 @@ class CrystalDataset:
         except FileNotFoundError:
             raise DatasetNotFoundError(f"dataset file {str(path)!r} does not exist") from None
         except Exception as error:
+            if "Object arrays cannot be loaded" in str(error):  # NumPy refused an object array
+                raise DatasetError(
+                    f"{str(path)!r} holds pickled Python objects, which could run code when read: refused. "
+                    "A dataset file holds plain arrays only; rebuild it with `aiida-cgcnn dataset create` "
+                    "from structures you trust"
+                ) from None
             raise DatasetError(f"{str(path)!r} is not a readable dataset file ({error})") from None
+        if not isinstance(header, dict):
+            raise DatasetError(f"{str(path)!r} is not an {DATASET_FORMAT} file (its header is not a mapping)")
         if header.get("format") != DATASET_FORMAT:
             raise DatasetError(f"{str(path)!r} is not an {DATASET_FORMAT} file")
         if header.get("version", 0) > DATASET_FORMAT_VERSION:
