@@ -30,6 +30,12 @@ def define_command_exit_codes(spec: CalcJobProcessSpec) -> None:
     )
     spec.exit_code(310, "ERROR_INVALID_DATASET", invalidates_cache=True, message="Invalid input: {message}")
     spec.exit_code(
+        320,
+        "ERROR_CORRUPTED_OUTPUT",
+        invalidates_cache=True,
+        message="The retrieved {filename} is truncated or corrupted: {message}",
+    )
+    spec.exit_code(
         350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"
     )
     spec.exit_code(

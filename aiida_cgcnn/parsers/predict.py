@@ -1,8 +1,14 @@
-"""Parser of ``cgcnn.predict``."""
+"""Parser of ``cgcnn.predict``.
+
+Every file is read and checked first and the outputs are attached only at the end: a truncated or
+corrupted file gives ``ERROR_CORRUPTED_OUTPUT`` naming it, and no output at all.
+"""
 
 from __future__ import annotations
 
+import csv
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -13,9 +19,54 @@ from aiida.parsers import Parser
 from ..data.ensemble import EnsembleData
 from ..ensemble import parse_ensemble_csv
 from ..predict import parse_predictions_csv
-from .status import STATUS_TO_EXIT, exit_code_of_status, exit_code_without_status, read_status
+from .status import (
+    STATUS_TO_EXIT,
+    CorruptedOutputError,
+    exit_code_of_corrupted,
+    exit_code_of_status,
+    exit_code_without_status,
+    read_status,
+    read_text,
+)
 
-__all__ = ["PredictParser"]
+__all__ = ["PredictParser", "check_csv_rows"]
+
+PREDICTIONS = "predictions.csv"
+
+
+def check_csv_rows(text: str, filename: str, skip: int = 0) -> None:
+    """Raise CorruptedOutputError unless the CSV ``text`` ends with a line break and every row (after
+    ``skip`` comment lines) has as many fields as its header: a file cut mid-row, or with a column too
+    many or too few."""
+    rows = list(csv.reader(text.splitlines()[skip:]))
+    if not rows or not rows[0]:
+        raise CorruptedOutputError(filename, "empty, no header")
+    if not text.endswith("\n"):  # the command's CSV writers end every line, the last one too
+        raise CorruptedOutputError(filename, "cut short: its last line has no line break")
+    width = len(rows[0])
+    for number, row in enumerate(rows[1:], start=2 + skip):
+        if len(row) != width:
+            raise CorruptedOutputError(
+                filename,
+                f"line {number} has {len(row)} fields, the header {width} (cut mid-row, or corrupted)",
+            )
+
+
+def _number(value: Any, filename: str, row_id: Any, column: str) -> float:
+    """``value`` as a float (NaN allowed: a model may predict it), else CorruptedOutputError."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return float(value)
+    raise CorruptedOutputError(filename, f"the {column!r} of {str(row_id)!r} is {str(value)!r}, not a number")
+
+
+def _check_count(rows: int, skipped: int, dataset: Any) -> None:
+    """Every structure of the dataset is either predicted or skipped: fewer rows is a truncated file."""
+    size = dataset.base.attributes.get("size")
+    if size is not None and rows + skipped != size:
+        raise CorruptedOutputError(
+            PREDICTIONS,
+            f"{rows} rows and {skipped} skipped structures, but the dataset has {size} (truncated?)",
+        )
 
 
 class PredictParser(Parser):
@@ -24,33 +75,60 @@ class PredictParser(Parser):
     def parse(self, **kwargs: Any) -> ExitCode | None:
         retrieved = self.retrieved
         exit_codes = self.node.process_class.exit_codes
-        status = read_status(retrieved)
-        if status is None:
-            return exit_code_without_status(self.node, retrieved)
-        failure = exit_code_of_status(self.node, status, set(STATUS_TO_EXIT) - {"diverged"})
-        if failure is not None:
-            return failure
-        model = self.node.inputs.model
         try:
-            text = str(retrieved.base.repository.get_object_content("predictions.csv", mode="r"))
-        except (FileNotFoundError, OSError):
-            return exit_codes.ERROR_MISSING_OUTPUT.format(filename="predictions.csv")  # type: ignore[no-any-return]
-        if isinstance(model, EnsembleData):
-            self._parse_ensemble(model, text, status)
-            return None
-        units, body = parse_predictions_csv(text)  # units: every column, in the file's order
+            status = read_status(retrieved)
+            if status is None:
+                return exit_code_without_status(self.node, retrieved)
+            failure = exit_code_of_status(self.node, status, set(STATUS_TO_EXIT) - {"diverged"})
+            if failure is not None:
+                return failure
+            try:
+                text = read_text(retrieved, PREDICTIONS)
+            except (FileNotFoundError, OSError):
+                return exit_codes.ERROR_MISSING_OUTPUT.format(filename=PREDICTIONS)  # type: ignore[no-any-return]
+            model = self.node.inputs.model
+            if isinstance(model, EnsembleData):
+                outputs = self._ensemble_outputs(model, text, status)
+            else:
+                outputs = self._model_outputs(model, text, status)
+        except CorruptedOutputError as error:
+            return exit_code_of_corrupted(self.node, error)
+        for label, node in outputs.items():  # nothing is attached before everything was read
+            self.out(label, node)
+        return None
+
+    def _skipped(self, status: dict[str, Any]) -> orm.Dict:
+        skipped = status.get("skipped", [])
+        try:
+            return orm.Dict({str(s["id"]): str(s["reason"]) for s in skipped})
+        except (TypeError, KeyError):
+            raise CorruptedOutputError("status.json", "'skipped' is not a list of {id, reason}") from None
+
+    def _model_outputs(self, model: Any, text: str, status: dict[str, Any]) -> dict[str, orm.Data]:
+        check_csv_rows(text, PREDICTIONS)
+        try:
+            units, body = parse_predictions_csv(text)  # units: every column, in the file's order
+        except ValueError as error:
+            raise CorruptedOutputError(PREDICTIONS, str(error)) from None
         task = model.base.attributes.get("task")
         header = [c for c in units if c != "id"]
         if task == "classification":
             columns = [c for c in header if c.startswith("p_")]
+            classes = model.base.attributes.get("classes", [])
+            expected = [f"p_{c}" for c in classes] if classes else columns  # unnamed: p_0, p_1, ...
         else:
             columns = [c for c in header if c.endswith("_pred")]
+            expected = [f"{name}_pred" for name in model.targets]
+        if "id" not in units or columns != expected:
+            raise CorruptedOutputError(
+                PREDICTIONS, f"the columns are {list(units)}, the model predicts {expected}"
+            )
+        skipped = self._skipped(status)
+        _check_count(len(body), len(status.get("skipped", [])), self.node.inputs.dataset)
+        values = [[_number(r[c], PREDICTIONS, r["id"], c) for c in columns] for r in body]
         predictions = orm.ArrayData()
         predictions.set_array("ids", np.array([r["id"] for r in body], dtype=str))
-        predictions.set_array(
-            "values",
-            np.array([[float(r[c]) for c in columns] for r in body]).reshape(len(body), len(columns)),
-        )
+        predictions.set_array("values", np.array(values, dtype=np.float64).reshape(len(body), len(columns)))
         predictions.base.attributes.set_many(
             {
                 "target_names": model.targets,
@@ -59,25 +137,45 @@ class PredictParser(Parser):
                 "classes": model.base.attributes.get("classes", []),
             }
         )
-        self.out("predictions", predictions)
-        self.out("skipped", orm.Dict({s["id"]: s["reason"] for s in status.get("skipped", [])}))
+        outputs: dict[str, orm.Data] = {"predictions": predictions, "skipped": skipped}
         try:
-            sites = retrieved.base.repository.get_object_content("sites.csv", mode="rb")
-            self.out("site_contributions", orm.SinglefileData(io.BytesIO(sites), filename="sites.csv"))
+            sites = read_text(self.retrieved, "sites.csv")
         except (FileNotFoundError, OSError):
-            pass
-        return None
+            return outputs
+        check_csv_rows(sites, "sites.csv")
+        outputs["site_contributions"] = orm.SinglefileData(io.BytesIO(sites.encode()), filename="sites.csv")
+        return outputs
 
-    def _parse_ensemble(self, model: EnsembleData, text: str, status: dict[str, Any]) -> None:
+    def _ensemble_outputs(
+        self, model: EnsembleData, text: str, status: dict[str, Any]
+    ) -> dict[str, orm.Data]:
         """Mean, calibrated std, per-atom values and out-of-domain flags of an ensemble's CSV."""
-        _, _, rows = parse_ensemble_csv(text, source="predictions.csv")
+        comment = 1 if text.startswith("# model: ") else 0
+        check_csv_rows(text, PREDICTIONS, skip=comment)
+        try:
+            _, units, rows = parse_ensemble_csv(text, source=PREDICTIONS)
+        except ValueError as error:
+            raise CorruptedOutputError(PREDICTIONS, str(error)) from None
         names, basis = model.targets, model.basis
+        required = ["id", "basis_atoms", "out_of_domain", *(f"{name}_pred" for name in names)]
+        missing = [c for c in required if c not in units]
+        if missing:
+            raise CorruptedOutputError(PREDICTIONS, f"lacks the columns {missing} of the ensemble's targets")
+        skipped = self._skipped(status)
+        _check_count(len(rows), len(status.get("skipped", [])), self.node.inputs.dataset)
         n, t = len(rows), len(names)
 
         def column(suffix: str) -> np.ndarray:
-            return np.array(
-                [[float(r.get(f"{name}{suffix}", np.nan)) for name in names] for r in rows]
-            ).reshape(n, t)
+            values = [
+                [
+                    _number(r[f"{name}{suffix}"], PREDICTIONS, r["id"], f"{name}{suffix}")
+                    if f"{name}{suffix}" in r
+                    else math.nan
+                    for name in names
+                ]
+                for r in rows
+            ]
+            return np.array(values, dtype=np.float64).reshape(n, t)
 
         predictions = orm.ArrayData()
         predictions.set_array("ids", np.array([r["id"] for r in rows], dtype=str))
@@ -98,7 +196,9 @@ class PredictParser(Parser):
             }
         )
         flagged = {r["id"]: r["out_of_domain"] for r in rows if r["out_of_domain"]}
-        self.out("predictions", predictions)
-        self.out("skipped", orm.Dict({s["id"]: s["reason"] for s in status.get("skipped", [])}))
-        self.out("out_of_domain", orm.Dict(flagged))
-        self.out("n_out_of_domain", orm.Int(len(flagged)))
+        return {
+            "predictions": predictions,
+            "skipped": skipped,
+            "out_of_domain": orm.Dict(flagged),
+            "n_out_of_domain": orm.Int(len(flagged)),
+        }

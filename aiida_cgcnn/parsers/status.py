@@ -10,7 +10,16 @@ from aiida.engine import ExitCode
 
 from ..calculations.remote_cache import remote_cache_directory
 
-__all__ = ["STATUS_TO_EXIT", "exit_code_of_status", "exit_code_without_status", "read_status", "tail"]
+__all__ = [
+    "STATUS_TO_EXIT",
+    "CorruptedOutputError",
+    "exit_code_of_corrupted",
+    "exit_code_of_status",
+    "exit_code_without_status",
+    "read_status",
+    "read_text",
+    "tail",
+]
 
 #: ``status`` of ``status.json`` -> exit code label (``completed`` and ``time_budget`` are no failures)
 STATUS_TO_EXIT = {
@@ -23,13 +32,48 @@ STATUS_TO_EXIT = {
 TRACEBACK_LINES = 5
 
 
-def read_status(retrieved: orm.FolderData) -> dict[str, Any] | None:
-    """The command's ``status.json`` (retrieved files land at the root of ``retrieved``), None if absent."""
+class CorruptedOutputError(ValueError):
+    """A retrieved file that is there but cannot be read as what the command writes."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        self.filename = filename
+        self.reason = reason
+        super().__init__(f"{filename}: {reason}")
+
+
+def read_text(retrieved: orm.FolderData, name: str) -> str:
+    """The retrieved file ``name`` as text; FileNotFoundError if absent, CorruptedOutputError if it is
+    not UTF-8 (garbage bytes)."""
+    content = retrieved.base.repository.get_object_content(name, mode="rb")
     try:
-        status = json.loads(retrieved.base.repository.get_object_content("status.json", mode="r"))
-    except (FileNotFoundError, OSError, json.JSONDecodeError):
+        return content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CorruptedOutputError(name, f"not UTF-8 text (byte {error.start} of {len(content)})") from None
+
+
+def read_status(retrieved: orm.FolderData) -> dict[str, Any] | None:
+    """The command's ``status.json`` (retrieved files land at the root of ``retrieved``), None if absent;
+    CorruptedOutputError if it is there but is no JSON object with a ``status`` (truncated, garbage)."""
+    try:
+        text = read_text(retrieved, "status.json")
+    except (FileNotFoundError, OSError):
         return None
-    return status if isinstance(status, dict) and "status" in status else None
+    try:
+        status = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CorruptedOutputError("status.json", f"not valid JSON ({error})") from None
+    if not isinstance(status, dict) or not isinstance(status.get("status"), str):
+        raise CorruptedOutputError("status.json", "not a JSON object with a 'status' string")
+    return status
+
+
+def exit_code_of_corrupted(process: orm.CalcJobNode, error: CorruptedOutputError) -> ExitCode:
+    """``ERROR_CORRUPTED_OUTPUT`` naming the file and what is wrong; the scheduler's verdict (a job killed
+    while writing) comes first."""
+    if process.exit_status:
+        return ExitCode(process.exit_status, process.exit_message)
+    exit_codes = process.process_class.exit_codes
+    return exit_codes.ERROR_CORRUPTED_OUTPUT.format(filename=error.filename, message=error.reason)  # type: ignore[no-any-return]
 
 
 def tail(retrieved: orm.FolderData, name: str, lines: int = TRACEBACK_LINES) -> str:
