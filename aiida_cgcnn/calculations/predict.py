@@ -38,6 +38,14 @@ def _validate_device(value: orm.Str | None, _ctx: Any) -> str | None:
     return None
 
 
+def _validate_workers(value: orm.Int | None, _ctx: Any) -> str | None:
+    if value is not None and value.value < 1:
+        return (
+            f"workers: {value.value} processes; give a positive number (1 builds graphs in the job's process)"
+        )
+    return None
+
+
 def _validate_batch_size(value: orm.Int | None, _ctx: Any) -> str | None:
     if value is not None and value.value < 1:
         return f"batch_size: {value.value} structures per batch; give a positive number"
@@ -90,6 +98,15 @@ class PredictCalculation(CalcJob):
             validator=_validate_batch_size,
             help="Structures per batch.",
         )
+        spec.input(
+            "workers",
+            valid_type=orm.Int,
+            required=False,
+            serializer=orm.to_aiida_type,
+            validator=_validate_workers,
+            help="Processes that build the graphs and descriptors [the CPUs the job asks for: "
+            "num_mpiprocs_per_machine x num_cores_per_mpiproc of metadata.options.resources].",
+        )
         define_reuse_option(spec)
         set_option_defaults(
             spec,
@@ -126,6 +143,15 @@ class PredictCalculation(CalcJob):
     def _setup_metadata(self, metadata: dict[str, Any]) -> None:
         super()._setup_metadata(hashed_metadata(metadata))
 
+    def _workers(self) -> int:
+        """Graph-building processes: the input, else the CPUs the job asked the scheduler for (the
+        command's own default counts the node's CPUs, more than a shared node gives one job)."""
+        if "workers" in self.inputs:
+            return int(self.inputs.workers.value)
+        resources = dict(self.node.get_option("resources") or {})
+        mpiprocs = resources.get("num_mpiprocs_per_machine") or resources.get("tot_num_mpiprocs") or 1
+        return max(1, int(mpiprocs) * int(resources.get("num_cores_per_mpiproc") or 1))
+
     def prepare_for_submission(self, folder: Folder) -> datastructures.CalcInfo:
         dataset = self.inputs.dataset
         computer = self.inputs.code.computer
@@ -144,6 +170,7 @@ class PredictCalculation(CalcJob):
             local_copy_list.append((dataset.uuid, dataset.filename, "dataset.npz"))
             data_path = "dataset.npz"
         folder.get_subfolder("run", create=True)
+        workers = ["--workers", str(self._workers())]
         code_info = datastructures.CodeInfo()
         code_info.code_uuid = self.inputs.code.uuid
         if isinstance(model, EnsembleData):
@@ -159,6 +186,7 @@ class PredictCalculation(CalcJob):
                 "--skip-invalid",
                 "--batch-size",
                 str(self.inputs.batch_size.value),
+                *workers,
             ]
         else:
             code_info.cmdline_params = [
@@ -176,6 +204,7 @@ class PredictCalculation(CalcJob):
                 str(self.inputs.batch_size.value),
                 "--store-dataset",
                 f"{CACHE_LINK}/datasets",
+                *workers,
             ]
         code_info.stdout_name = "aiida.out"
         code_info.stderr_name = "aiida.err"
