@@ -224,3 +224,31 @@ def test_dataset_node_from_a_cgcnn_directory(aiida_profile, shared_data, tmp_pat
 
     assert CrystalDataset.load(exported).sha256() == node.get_dataset().sha256()
     assert node.sha256 == __import__("hashlib").sha256(exported.read_bytes()).hexdigest()
+
+
+def test_graph_builders_follow_the_cpus_the_job_asks_for(cgcnn_code, dataset_node, tmp_path, monkeypatch):
+    """Two jobs on one node must not each start a builder per CPU of the node: ``--workers`` is the
+    ``workers`` input, else mpiprocs x cores per mpiproc of the job's resources; 0 is refused."""
+    from aiida_cgcnn.data.pretrained import import_pretrained
+
+    ensemble = import_pretrained("perovskite-formation")
+    monkeypatch.chdir(tmp_path)  # a dry run's folder is made in the working directory
+
+    def workers(resources, given=None):
+        builder = PredictCalculation.get_builder()
+        builder.code, builder.model, builder.dataset = cgcnn_code, ensemble, dataset_node
+        builder.metadata.options.resources = resources
+        if given is not None:
+            builder.workers = given
+        builder.metadata.dry_run = True
+        builder.metadata.store_provenance = False
+        _, node = run_get_node(builder)
+        script = (tmp_path / node.dry_run_info["folder"] / "_aiidasubmit.sh").read_text()
+        return int(script.split("'--workers' '")[1].split("'")[0])
+
+    assert workers({"num_machines": 1, "num_mpiprocs_per_machine": 1}) == 1
+    assert workers({"num_machines": 1, "num_mpiprocs_per_machine": 3}) == 3
+    assert workers({"num_machines": 1, "num_mpiprocs_per_machine": 2, "num_cores_per_mpiproc": 4}) == 8
+    assert workers({"num_machines": 1, "num_mpiprocs_per_machine": 3}, given=1) == 1
+    with pytest.raises(ValueError, match="workers: 0 processes"):
+        workers({"num_machines": 1, "num_mpiprocs_per_machine": 1}, given=0)
