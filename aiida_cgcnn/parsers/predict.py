@@ -6,7 +6,6 @@ corrupted file gives ``ERROR_CORRUPTED_OUTPUT`` naming it, and no output at all.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from typing import Any
@@ -22,6 +21,7 @@ from ..predict import parse_predictions_csv
 from .status import (
     STATUS_TO_EXIT,
     CorruptedOutputError,
+    check_csv_rows,
     exit_code_of_corrupted,
     exit_code_of_status,
     exit_code_without_status,
@@ -29,27 +29,9 @@ from .status import (
     read_text,
 )
 
-__all__ = ["PredictParser", "check_csv_rows"]
+__all__ = ["PredictParser"]
 
 PREDICTIONS = "predictions.csv"
-
-
-def check_csv_rows(text: str, filename: str, skip: int = 0) -> None:
-    """Raise CorruptedOutputError unless the CSV ``text`` ends with a line break and every row (after
-    ``skip`` comment lines) has as many fields as its header: a file cut mid-row, or with a column too
-    many or too few."""
-    rows = list(csv.reader(text.splitlines()[skip:]))
-    if not rows or not rows[0]:
-        raise CorruptedOutputError(filename, "empty, no header")
-    if not text.endswith("\n"):  # the command's CSV writers end every line, the last one too
-        raise CorruptedOutputError(filename, "cut short: its last line has no line break")
-    width = len(rows[0])
-    for number, row in enumerate(rows[1:], start=2 + skip):
-        if len(row) != width:
-            raise CorruptedOutputError(
-                filename,
-                f"line {number} has {len(row)} fields, the header {width} (cut mid-row, or corrupted)",
-            )
 
 
 def _number(value: Any, filename: str, row_id: Any, column: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..calculations.remote_cache import remote_cache_directory
 __all__ = [
     "STATUS_TO_EXIT",
     "CorruptedOutputError",
+    "check_csv_rows",
     "exit_code_of_corrupted",
     "exit_code_of_status",
     "exit_code_without_status",
@@ -49,6 +51,24 @@ def read_text(retrieved: orm.FolderData, name: str) -> str:
         return content.decode("utf-8")
     except UnicodeDecodeError as error:
         raise CorruptedOutputError(name, f"not UTF-8 text (byte {error.start} of {len(content)})") from None
+
+
+def check_csv_rows(text: str, filename: str, skip: int = 0) -> None:
+    """Raise CorruptedOutputError unless the CSV ``text`` ends with a line break and every row (after
+    ``skip`` comment lines) has as many fields as its header: a file cut mid-row, or with a column too
+    many or too few."""
+    rows = list(csv.reader(text.splitlines()[skip:]))
+    if not rows or not rows[0]:
+        raise CorruptedOutputError(filename, "empty, no header")
+    if not text.endswith("\n"):  # the command's CSV writers end every line, the last one too
+        raise CorruptedOutputError(filename, "cut short: its last line has no line break")
+    width = len(rows[0])
+    for number, row in enumerate(rows[1:], start=2 + skip):
+        if len(row) != width:
+            raise CorruptedOutputError(
+                filename,
+                f"line {number} has {len(row)} fields, the header {width} (cut mid-row, or corrupted)",
+            )
 
 
 def read_status(retrieved: orm.FolderData) -> dict[str, Any] | None:

@@ -22,10 +22,10 @@ from aiida.parsers import Parser
 
 from ..data.model import ModelData
 from ..errors import CheckpointError
-from .predict import check_csv_rows
 from .status import (
     STATUS_TO_EXIT,
     CorruptedOutputError,
+    check_csv_rows,
     exit_code_of_corrupted,
     exit_code_of_status,
     exit_code_without_status,
