@@ -1,0 +1,83 @@
+"""A shard's dataset is packed from the structures' attributes in one pass over whole arrays: it must
+equal the structure-by-structure path (:func:`crystal_from_attributes`) crystal for crystal, and name
+every invalid structure with the same reason, in input order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from ase import Atoms
+from ase.build import bulk
+
+from aiida_cgcnn.calculations.functions.screen import _pack, crystal_from_attributes
+from aiida_cgcnn.errors import InvalidStructureError
+
+
+def _attributes(structure: orm.StructureData) -> dict:
+    return dict(structure.base.attributes.all)
+
+
+def _mixed(rng: np.random.Generator) -> list[tuple[str, dict]]:
+    """Valid crystals of 1 to 16 atoms (rattled, strained, two kinds of one element) among invalid
+    structures of every kind the checks know."""
+    valid = []
+    for k in range(30):
+        atoms = bulk("NaCl", "rocksalt", a=5.6) if k % 4 == 1 else bulk(["Cu", "", "Si", "Fe"][k % 4])
+        atoms = atoms.repeat((1 + k % 2, 1, 1 + k % 3))
+        atoms.rattle(0.05, seed=k)
+        atoms.set_cell(atoms.cell[:] @ (np.eye(3) + rng.normal(0, 0.02, (3, 3))), scale_atoms=True)
+        valid.append(orm.StructureData(ase=atoms))
+    two_kinds = orm.StructureData(cell=np.eye(3) * 3.0)
+    two_kinds.append_atom(symbols="Fe", position=(0, 0, 0), name="Fe1")
+    two_kinds.append_atom(symbols="Fe", position=(1.5, 1.5, 1.5), name="Fe2")
+    valid.append(two_kinds)
+
+    slab = orm.StructureData(ase=bulk("Cu"))
+    slab.pbc = (True, True, False)
+    alloy = orm.StructureData(cell=np.eye(3) * 3.0)
+    alloy.append_atom(symbols=("Cu", "Au"), weights=(0.5, 0.5), position=(0, 0, 0))
+    dummy = orm.StructureData(cell=np.eye(3) * 3.0)
+    dummy.append_atom(symbols="X", position=(0, 0, 0))
+    argon = orm.StructureData(ase=bulk("Ar", "fcc", a=5.3))
+    empty = orm.StructureData(cell=np.eye(3) * 3.0)
+    flat = orm.StructureData(ase=Atoms("Cu", cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True))
+    nan = orm.StructureData(ase=bulk("Cu"))
+    nan_attributes = _attributes(nan)
+    nan_attributes["sites"][0]["position"] = [float("nan"), 0.0, 0.0]
+    invalid = [_attributes(s) for s in (slab, alloy, dummy, argon, empty, flat)] + [nan_attributes]
+    records = [_attributes(s) for s in valid]
+    for position, attributes in zip((0, 5, 11, 12, 20, 29, 31), invalid, strict=True):
+        records.insert(position, attributes)
+    return [(f"id-{k:03d}", attributes) for k, attributes in enumerate(records)]
+
+
+def test_packed_shard_equals_the_structure_by_structure_path(aiida_profile):
+    records = _mixed(np.random.default_rng(0))
+    ids = [sid for sid, _ in records]
+    dataset, invalid = _pack(ids, [a for _, a in records])
+
+    expected, reasons = [], {}
+    for sid, attributes in records:
+        try:
+            expected.append(crystal_from_attributes(sid, attributes))
+        except InvalidStructureError as error:
+            reasons[sid] = str(error)
+    assert len(reasons) == 7 and list(invalid) == list(reasons)  # every invalid one, in input order
+    assert invalid == reasons
+    assert dataset is not None and list(dataset.ids) == [c.id for c in expected]
+    assert dataset.num_atoms.tolist() == [c.num_atoms for c in expected]
+    np.testing.assert_allclose(dataset.lattices, np.stack([c.lattice for c in expected]), atol=0, rtol=0)
+    assert dataset.numbers.tolist() == np.concatenate([c.numbers for c in expected]).tolist()
+    np.testing.assert_allclose(
+        dataset.frac_coords, np.concatenate([c.frac_coords for c in expected]), rtol=0, atol=1e-12
+    )
+    assert dataset.target_names == ["unknown"] and np.isnan(dataset.targets).all()
+
+
+@pytest.mark.parametrize("count", [0, 3])
+def test_a_shard_of_invalid_structures_has_no_dataset(aiida_profile, count):
+    argon = _attributes(orm.StructureData(ase=bulk("Ar", "fcc", a=5.3)))
+    dataset, invalid = _pack([f"ar-{k}" for k in range(count)], [argon] * count)
+    assert dataset is None and list(invalid) == [f"ar-{k}" for k in range(count)]
+    assert all("noble-gas" in reason for reason in invalid.values())
