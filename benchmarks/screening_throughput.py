@@ -154,9 +154,9 @@ def predictions(csv_files: list[Path]) -> np.ndarray:
     return np.array([row[f"{TARGET}_pred"] for path in csv_files for row in read_ensemble_csv(path)[2]])
 
 
-def aiida_child(n: int, seed: int, root: Path, linked: bool) -> None:
-    """(b), in its own process so that its peak memory is the engine's: a throwaway profile under
-    ``root``, the structures stored, the screen run; prints one JSON line."""
+def aiida_import(n: int, seed: int, root: Path) -> None:
+    """(b), first part, in its own process as a user's import would be: a throwaway profile under
+    ``root`` and the structures stored in a group; prints one JSON line."""
     os.environ["AIIDA_PATH"] = str(root)
     subprocess.run(
         [
@@ -171,13 +171,10 @@ def aiida_child(n: int, seed: int, root: Path, linked: bool) -> None:
         env=dict(os.environ),
     )
     from aiida import load_profile, orm
-    from aiida.engine import run_get_node
     from aiida.manage import get_manager
 
     load_profile("screen-bench")
     from ase.data import chemical_symbols
-
-    from aiida_cgcnn.workflows.screen import ScreenWorkChain
 
     dataset = generate(n, seed)
     start = time.perf_counter()
@@ -197,11 +194,23 @@ def aiida_child(n: int, seed: int, root: Path, linked: bool) -> None:
                 structure.label = crystal.id
                 nodes.append(structure.store())
         group.add_nodes(nodes)
-    imported = time.perf_counter() - start
+    print(json.dumps({"import_s": time.perf_counter() - start}))
 
-    computer = orm.load_computer("localhost")
-    computer.set_minimum_job_poll_interval(0.5)
+
+def aiida_child(n: int, root: Path, linked: bool) -> None:
+    """(b), second part, in a fresh process so that its peak memory is the engine's and the import's
+    objects are not in its session: the screen of the stored group; prints one JSON line."""
+    os.environ["AIIDA_PATH"] = str(root)
+    from aiida import load_profile, orm
+    from aiida.engine import run_get_node
+
+    load_profile("screen-bench")
+    from aiida_cgcnn.workflows.screen import ScreenWorkChain
+
+    group = orm.load_group("screen-bench")
+    computer = orm.load_computer("localhost")  # as `verdi presto` configured it
     computer.set_default_mpiprocs_per_machine(1)
+    poll_interval = computer.get_minimum_job_poll_interval()
     code = orm.InstalledCode(
         label="aiida-cgcnn",
         computer=computer,
@@ -252,8 +261,8 @@ def aiida_child(n: int, seed: int, root: Path, linked: bool) -> None:
     print(
         json.dumps(
             {
-                "import_s": imported,
                 "wall_s": screened,
+                "poll_interval_s": poll_interval,
                 "engine_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "values": values,
                 "phases": phases,
@@ -268,15 +277,20 @@ def aiida_child(n: int, seed: int, root: Path, linked: bool) -> None:
 
 
 def screened(n: int, seed: int, work: Path, linked: bool) -> dict:
-    """(b) in a child process, with the peak memory of its ``cgcnn.predict`` jobs."""
+    """(b): the import, then the screen in a fresh child process, with the peak memory of its
+    ``cgcnn.predict`` jobs."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    base = [sys.executable, __file__, "-n", str(n), "--seed", str(seed), "--work", str(work)]
+    imported = subprocess.run([*base, "--aiida-import"], capture_output=True, env=env, text=True)
+    if imported.returncode:
+        sys.exit(f"storing the structures failed:\n{imported.stderr[-3000:]}")
     monitor = PeakMemory(("aiida-cgcnn", "predict"), work)
     monitor.start()
     child = subprocess.Popen(
-        [sys.executable, __file__, "--aiida-child", "-n", str(n), "--seed", str(seed), "--work", str(work)]
-        + (["--linked"] if linked else []),
+        [*base, "--aiida-child", *(["--linked"] if linked else [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        env=env,
         text=True,
     )
     out, err = child.communicate()
@@ -284,6 +298,7 @@ def screened(n: int, seed: int, work: Path, linked: bool) -> dict:
     if child.returncode:
         sys.exit(f"the AiiDA run failed:\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
+    result.update(json.loads(imported.stdout.strip().splitlines()[-1]))
     return {**result, "jobs": memory}
 
 
@@ -291,6 +306,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100_000, help="structures")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--aiida-import", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--aiida-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--name", default="screening_throughput")
@@ -303,8 +319,11 @@ def main() -> None:
         "--bare-only", action="store_true", help="only (a): the command's throughput and memory at large N"
     )
     args = parser.parse_args()
+    if args.aiida_import:
+        aiida_import(args.n, args.seed, args.work)
+        return
     if args.aiida_child:
-        aiida_child(args.n, args.seed, args.work, args.linked)
+        aiida_child(args.n, args.work, args.linked)
         return
     with tempfile.TemporaryDirectory(prefix="screen-bench-") as tmp:
         work = Path(tmp)
