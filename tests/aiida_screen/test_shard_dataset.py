@@ -81,3 +81,23 @@ def test_a_shard_of_invalid_structures_has_no_dataset(aiida_profile, count):
     dataset, invalid = _pack([f"ar-{k}" for k in range(count)], [argon] * count)
     assert dataset is None and list(invalid) == [f"ar-{k}" for k in range(count)]
     assert all("noble-gas" in reason for reason in invalid.values())
+
+
+def test_plain_select_reads_what_querybuilder_reads(aiida_profile):
+    """The SQLite reader (one SELECT per chunk, no ORM conversion) returns what QueryBuilder returns,
+    and neither takes a node that is no StructureData."""
+    from aiida.manage import get_manager
+
+    from aiida_cgcnn.calculations.functions.screen import (
+        _structure_records,
+        _structure_records_querybuilder,
+    )
+
+    assert type(get_manager().get_profile_storage()).__name__ == "SqliteDosStorage"  # the fast path runs
+    nodes = [orm.StructureData(ase=bulk(e)).store() for e in ("Cu", "Si", "Fe")]
+    nodes[1].label = "silicon"
+    other = orm.Int(3).store()
+    uuids = [n.uuid for n in nodes] + [other.uuid, "00000000-0000-4000-8000-000000000000"]
+    fast, careful = _structure_records(uuids), _structure_records_querybuilder(uuids)
+    assert fast == careful and set(fast) == {n.uuid for n in nodes}
+    assert fast[nodes[1].uuid][1:3] == (nodes[1].pk, "silicon")

@@ -138,15 +138,15 @@ def _structure_records(uuids: list[str]) -> dict[str, tuple[str, int, str, dict[
 
     QueryBuilder hands every projected attribute through aiida-core's recursive ORM conversion, which
     tries each number of a site's position as an entity and catches the TypeError: about 2/3 of a
-    10^5 screen's reading time. On the storage backends that keep nodes in the documented ``db_dbnode``
-    table (SQLite and PostgreSQL) the rows are read with one plain SELECT per chunk instead; any other
-    backend goes through QueryBuilder.
+    10^5 screen's reading time. On SQLite storage (``core.sqlite_dos``), which keeps nodes in the
+    ``db_dbnode`` table, the rows are read with one plain SELECT per chunk instead; other backends go
+    through QueryBuilder.
     """
     from aiida.manage import get_manager
 
     storage = get_manager().get_profile_storage()
     get_session = getattr(storage, "get_session", None)
-    if get_session is None or storage.__class__.__name__ not in ("SqliteDosStorage", "PsqlDosBackend"):
+    if get_session is None or storage.__class__.__name__ != "SqliteDosStorage":  # the one tested here
         return _structure_records_querybuilder(uuids)
     from sqlalchemy import bindparam, text
 
