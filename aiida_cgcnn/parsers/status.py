@@ -53,10 +53,10 @@ def read_text(retrieved: orm.FolderData, name: str) -> str:
         raise CorruptedOutputError(name, f"not UTF-8 text (byte {error.start} of {len(content)})") from None
 
 
-def check_csv_rows(text: str, filename: str, skip: int = 0) -> None:
-    """Raise CorruptedOutputError unless the CSV ``text`` ends with a line break and every row (after
-    ``skip`` comment lines) has as many fields as its header: a file cut mid-row, or with a column too
-    many or too few."""
+def check_csv_rows(text: str, filename: str, skip: int = 0) -> list[list[str]]:
+    """The rows of the CSV ``text`` after ``skip`` comment lines, header first; CorruptedOutputError
+    unless it ends with a line break and every row has as many fields as its header: a file cut
+    mid-row, or with a column too many or too few."""
     rows = list(csv.reader(text.splitlines()[skip:]))
     if not rows or not rows[0]:
         raise CorruptedOutputError(filename, "empty, no header")
@@ -69,6 +69,7 @@ def check_csv_rows(text: str, filename: str, skip: int = 0) -> None:
                 filename,
                 f"line {number} has {len(row)} fields, the header {width} (cut mid-row, or corrupted)",
             )
+    return rows
 
 
 def read_status(retrieved: orm.FolderData) -> dict[str, Any] | None:
