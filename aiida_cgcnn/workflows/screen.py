@@ -21,6 +21,7 @@ from aiida.engine.processes.workchains.workchain import WorkChainSpec
 from ..calculations.functions.ensemble import ensemble_from_models
 from ..calculations.functions.screen import (
     SUMMARY_UNCERTAIN,
+    group_structure_rows,
     screen_shard,
     screen_shard_by_uuid,
     screening_table,
@@ -350,9 +351,7 @@ class ScreenWorkChain(WorkChain):
                 yield chunk if link else [node.uuid for node in chunk]
             return
         group = _load_group(self.inputs.structure_group.value)
-        query = _group_structures(group)
-        query.add_projection("structure", ["id", "uuid"])
-        rows = sorted(cast("list[tuple[int, str]]", query.all()))
+        rows = group_structure_rows(group)
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
             if not link:

@@ -101,3 +101,18 @@ def test_plain_select_reads_what_querybuilder_reads(aiida_profile):
     fast, careful = _structure_records(uuids), _structure_records_querybuilder(uuids)
     assert fast == careful and set(fast) == {n.uuid for n in nodes}
     assert fast[nodes[1].uuid][1:3] == (nodes[1].pk, "silicon")
+
+
+def test_group_rows_are_its_structures_by_pk(aiida_profile):
+    """The plain SELECT of a group's members returns its StructureData by pk, leaves other nodes out,
+    and agrees with QueryBuilder (which it falls back to when another Data type is a member)."""
+    from aiida_cgcnn.calculations.functions.screen import group_structure_rows
+
+    group = orm.Group(label="rows-by-pk").store()
+    nodes = [orm.StructureData(ase=bulk(e)).store() for e in ("Cu", "Si", "Fe", "Al")]
+    group.add_nodes([nodes[2], nodes[0], nodes[3], nodes[1]])
+    expected = [(n.pk, n.uuid) for n in nodes]
+    assert group_structure_rows(group) == expected
+    group.add_nodes([orm.Int(1).store()])  # another Data type: QueryBuilder decides
+    assert group_structure_rows(group) == expected
+    assert group_structure_rows(orm.Group(label="empty-rows").store()) == []
