@@ -10,6 +10,7 @@ split). Only tensors, numbers, strings, lists and dicts are stored, so
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from .. import __version__
 from ..errors import CheckpointError
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint", "write_atomically"]
 
 CHECKPOINT_FORMAT = "aiida-cgcnn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -38,15 +39,40 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         **payload,
     }
+    # serialised in memory first: torch's writer turns a full disk into an opaque RuntimeError, a plain
+    # write raises OSError with its errno (ENOSPC, EDQUOT), which the command reports as such
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    write_atomically(path, buffer.getbuffer())
+    return path
+
+
+def write_atomically(path: str | os.PathLike, content: bytes | memoryview | str) -> Path:
+    """Write ``content`` to ``path`` through a temporary file in its directory, then rename it: a write
+    that fails (a full disk, a killed job) leaves the previous file intact and no partial one."""
+    path = Path(path)
+    data = content.encode() if isinstance(content, str) else content
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False)
     try:
+        if isinstance(content, str):  # text files keep the mode a plain write gives (checkpoints: 0600)
+            os.chmod(handle.name, 0o666 & ~_umask())
         with handle:
-            torch.save(data, handle)
+            handle.write(data)  # a full disk raises here or on closing (NFS reports it at close)
         os.replace(handle.name, path)
+    except OSError as error:
+        if error.filename is None:  # name the file meant, not the temporary one
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     finally:
         if os.path.exists(handle.name):
             os.unlink(handle.name)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

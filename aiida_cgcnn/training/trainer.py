@@ -8,6 +8,7 @@ started by ``torchrun`` (``WORLD_SIZE`` > 1): each process trains on its shard o
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from ..graph.batch import edge_capped_batches
 from ..graph.crystal_graph import GraphSettings
 from ..graph.features import atom_feature_table
 from ..models.registry import build_model, model_defaults
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, write_atomically
 from .dataset import CrystalDataset, Skipped
 from .metrics import classification_metrics, per_target_metrics, regression_metrics
 from .prepare import prepare_graphs
@@ -741,9 +742,11 @@ class Trainer:
             "optimizer_state": optimizer.state_dict(),
             "scheduler_state": scheduler.state_dict() if scheduler else {},
         }
-        save_checkpoint(self.output_dir / "last.pt", {**payload, **resumable})
+        # best.pt first: last.pt names the best epoch, so a job stopped between the two (a full disk, a
+        # kill) leaves a last.pt that never points past the best.pt beside it
         if improved:
             save_checkpoint(self.output_dir / "best.pt", payload)
+        save_checkpoint(self.output_dir / "last.pt", {**payload, **resumable})
         self._write_learning_curve(run.history)
 
     # --- outputs ------------------------------------------------------------------------------
@@ -782,10 +785,11 @@ class Trainer:
         keys: list[str] = []
         for record in history:
             keys += [k for k in record if k not in keys]
-        with open(self.output_dir / "learning_curve.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(history)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+        write_atomically(self.output_dir / "learning_curve.csv", text.getvalue())
 
     def _finish(self, split, best_path, history, epoch, best_epoch, stopped, start_time) -> dict[str, Any]:
         if self.rank != 0:
@@ -831,7 +835,7 @@ class Trainer:
                     if k not in ("format", "format_version", "package_version", "created")
                 },
             )
-        (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        write_atomically(self.output_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
         return metrics
 
     def _write_predictions(self, indices: np.ndarray, prediction: np.ndarray) -> None:
