@@ -11,6 +11,7 @@ Exit codes (also written to ``status.json`` in the output directory, for parsers
 5  the training loss diverged (NaN or infinite)
 6  out of memory (GPU or host)
 7  an input file that should exist does not (e.g. a dataset expected in a remote cache)
+8  the disk (or quota) of the output directory is full; the checkpoints written before are intact
 == ====================================================================
 """
 

@@ -511,7 +511,7 @@ def _report_training(output_dir: Path, result) -> None:
     "kept from DATA when stored there, computed otherwise; 'none' ignores DATA's features "
     "[DATA's features as they are].",
 )
-@guarded("output_dir")
+@guarded("output_dir", reserve=True)
 def train(data: Path, output_dir: Path, **given: Any) -> None:
     """Train a model on DATA (a dataset file or a CGCNN-style directory); write checkpoints,
     metrics.json, learning_curve.csv and test_predictions.csv to OUTPUT_DIR."""
