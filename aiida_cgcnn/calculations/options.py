@@ -22,9 +22,16 @@ def set_option_defaults(spec: CalcJobProcessSpec, **defaults: Any) -> None:
 
 
 def define_command_exit_codes(spec: CalcJobProcessSpec) -> None:
-    """The exit codes ``cgcnn.train`` and ``cgcnn.predict`` share, in aiida-core's ranges: 300-399 critical
-    failures (no handler can help), 400-499 failures the restart work chain recovers from. None is a cache
-    source."""
+    """The exit codes ``cgcnn.train`` and ``cgcnn.predict`` share, in aiida-core's ranges: 100-199 the
+    scheduler's verdict, 300-399 critical failures (no handler can help), 400-499 failures the restart
+    work chain recovers from. None is a cache source."""
+    spec.exit_code(
+        170,
+        "ERROR_SCHEDULER_JOB_CANCELLED",
+        invalidates_cache=True,
+        message="The scheduler cancelled the job before the command finished (scancel, qdel, preemption, "
+        "or a SIGTERM): {message}",
+    )
     spec.exit_code(
         300, "ERROR_MISSING_OUTPUT", invalidates_cache=True, message="The command left no {filename}."
     )
@@ -34,6 +41,15 @@ def define_command_exit_codes(spec: CalcJobProcessSpec) -> None:
         "ERROR_CORRUPTED_OUTPUT",
         invalidates_cache=True,
         message="The retrieved {filename} is truncated or corrupted: {message}",
+    )
+    spec.exit_code(
+        330,
+        "ERROR_DISK_FULL",
+        invalidates_cache=True,
+        message="The disk (or quota) of the remote work directory is full: {message}. Free space there, "
+        "or give the computer another work directory (or point its `cgcnn_remote_cache` property "
+        "elsewhere, {cache}); the checkpoints saved before are intact: resume from the calculation's "
+        "remote_folder (parent_folder).",
     )
     spec.exit_code(
         350, "ERROR_COMMAND_FAILED", invalidates_cache=True, message="The command failed: {message}"

@@ -119,7 +119,7 @@ class TrainCalculation(CalcJob):
         )
         spec.default_output_node = "metrics"
 
-        define_command_exit_codes(spec)  # 300, 310, 350, 410, 430
+        define_command_exit_codes(spec)  # 170, 300, 310, 320, 330, 350, 410, 430
         spec.exit_code(
             400,
             "STOPPED_BEFORE_WALLTIME",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from typing import Any
 
 from aiida import orm
@@ -14,6 +15,7 @@ from ..calculations.remote_cache import remote_cache_directory
 __all__ = [
     "STATUS_TO_EXIT",
     "CorruptedOutputError",
+    "cancelled_by_scheduler",
     "check_csv_rows",
     "exit_code_of_corrupted",
     "exit_code_of_status",
@@ -30,7 +32,17 @@ STATUS_TO_EXIT = {
     "diverged": "ERROR_LOSS_DIVERGED",
     "out_of_memory": "ERROR_OUT_OF_MEMORY",
     "error": "ERROR_COMMAND_FAILED",
+    "disk_full": "ERROR_DISK_FULL",
 }
+#: What a job cancelled by its scheduler leaves in the scheduler's stderr, in this order: SLURM's
+#: slurmstepd line (a walltime kill, "... DUE TO TIME LIMIT", is aiida-core's exit 120 already), and the
+#: line bash writes for a command that a SIGTERM ended (qdel, a direct kill)
+_CANCELLED = (
+    re.compile(r"\*\*\* job \d+ (?:on \S+ )?cancelled at (?:(?!due to time limit).)*$", re.I | re.M),
+    re.compile(r"^(?:.*line \d+: +\d+ )?terminated\b.*$", re.I | re.M),
+)
+#: The command's own words for a full disk on its stderr, and the system's for a write that failed
+_DISK_FULL = re.compile(r"error \[disk_full\]|no space left on device|disk quota exceeded", re.IGNORECASE)
 TRACEBACK_LINES = 5
 
 
@@ -131,12 +143,39 @@ def exit_code_of_status(
     return exit_code.format(message=_failure_message(status), cache=cache)  # type: ignore[no-any-return]
 
 
+def cancelled_by_scheduler(process: orm.CalcJobNode, retrieved: orm.FolderData) -> str | None:
+    """The line that says the scheduler cancelled the job (its accounting's ``State``, or the
+    scheduler's stderr), None if nothing does."""
+    info = process.get_detailed_job_info() or {}
+    lines = str(info.get("stdout", "")).splitlines()
+    if info.get("retval", 1) == 0 and len(lines) >= 2:
+        fields = dict(zip(lines[0].split("|"), lines[1].split("|"), strict=False))
+        if fields.get("State", "").startswith("CANCELLED"):
+            return f"State {fields['State']}"
+    name = process.get_option("scheduler_stderr") or "_scheduler-stderr.txt"
+    stderr = tail(retrieved, name, lines=50)
+    for pattern in _CANCELLED:
+        found = pattern.search(stderr)
+        if found:
+            return found.group(0).strip()
+    return None
+
+
 def exit_code_without_status(process: orm.CalcJobNode, retrieved: orm.FolderData) -> ExitCode:
-    """No ``status.json``: the scheduler's verdict (e.g. a walltime kill) comes first, then stderr."""
+    """No ``status.json``: the scheduler's verdict (e.g. a walltime kill, exit 1xx) comes first, then a
+    cancellation in the scheduler's stderr, then the command's stderr (a full disk: status.json could
+    not be written)."""
     if process.exit_status:
         return ExitCode(process.exit_status, process.exit_message)
     exit_codes = process.process_class.exit_codes
+    cancelled = cancelled_by_scheduler(process, retrieved)
+    if cancelled is not None:
+        return exit_codes.ERROR_SCHEDULER_JOB_CANCELLED.format(message=cancelled)  # type: ignore[no-any-return]
     stderr = tail(retrieved, "aiida.err")
+    if _DISK_FULL.search(stderr):
+        cache = remote_cache_directory(process.computer) if process.computer is not None else "?"
+        message = f"it left no status.json; its stderr ends with:\n{stderr}"
+        return exit_codes.ERROR_DISK_FULL.format(message=message, cache=cache)  # type: ignore[no-any-return]
     if stderr:
         # killed, or crashed before it could write status.json: say so, then how stderr ends
         message = f"it left no status.json; its stderr ends with:\n{stderr}"

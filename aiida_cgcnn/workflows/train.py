@@ -1,5 +1,6 @@
-"""``cgcnn.train`` restart work chain: resumes after the walltime, shrinks batches after running out of
-memory, lowers the learning rate after a diverged loss, re-uploads a dataset gone from the cache."""
+"""``cgcnn.train`` restart work chain: resumes after the walltime or a job cancelled by the scheduler,
+shrinks batches after running out of memory, lowers the learning rate after a diverged loss, re-uploads
+a dataset gone from the cache, and stops at once on a full disk."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ class TrainWorkChain(ProtocolMixin, BaseRestartWorkChain):
         steps: list[Any] = [cls.run_process, cls.inspect_process]
         loop = while_(cast(Any, cls.should_run_process))(*steps)
         spec.outline(cast(Any, cls.setup), loop, cast(Any, cls.results))
+        spec.exit_code(
+            330,
+            "ERROR_DISK_FULL",
+            message="The disk of the remote work directory is full; no restart can help: {message}",
+        )
         spec.exit_code(
             403, "ERROR_UNRECOVERABLE_FAILURE", message="The training failed in a way no handler fixes."
         )
@@ -129,6 +135,25 @@ class TrainWorkChain(ProtocolMixin, BaseRestartWorkChain):
         how = self._resume_or_start_again(node)
         self.report(f"{node.process_label}<{node.pk}> killed by the scheduler for its memory: {how}")
         return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=570, exit_codes=TrainCalculation.exit_codes.ERROR_SCHEDULER_JOB_CANCELLED)
+    def handle_scheduler_cancelled(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
+        """Cancelled by the scheduler (scancel, preemption): as after a walltime kill, resume from the
+        last checkpoint (written whole every epoch), or start again without one."""
+        how = self._resume_or_start_again(node)
+        self.report(f"{node.process_label}<{node.pk}> cancelled by the scheduler: {how}")
+        return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=560, exit_codes=TrainCalculation.exit_codes.ERROR_DISK_FULL)
+    def handle_disk_full(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
+        """A full disk does not empty itself: stop at once (a restart would fill it again), saying what
+        to do; the checkpoints on the computer are intact."""
+        self.report(
+            f"{node.process_label}<{node.pk}> found the disk of its work directory full: not restarting; "
+            f"free space, then resume from its remote_folder (parent_folder)"
+        )
+        exit_code = self.exit_codes.ERROR_DISK_FULL.format(message=node.exit_message or "")
+        return ProcessHandlerReport(do_break=True, exit_code=exit_code)
 
     @process_handler(priority=550, exit_codes=TrainCalculation.exit_codes.ERROR_REMOTE_DATASET_MISSING)
     def handle_remote_dataset_missing(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
