@@ -95,7 +95,7 @@ def deterministic_training(small_model):
     return {"model": small_model, "train": train}
 
 
-def chain(code, dataset, parameters, **options):
+def chain(code, dataset, parameters, max_iterations=3, **options):
     """A TrainWorkChain of the training ``parameters``, with these ``metadata.options``."""
     builder = TrainWorkChain.get_builder()
     builder.train.code = code
@@ -104,7 +104,7 @@ def chain(code, dataset, parameters, **options):
     builder.train.metadata.options.resources = {"num_machines": 1, "num_mpiprocs_per_machine": 1}
     for key, value in options.items():
         builder.train.metadata.options[key] = value
-    builder.max_iterations = orm.Int(3)
+    builder.max_iterations = orm.Int(max_iterations)
     return builder
 
 

@@ -15,6 +15,7 @@ from aiida.engine import CalcJob, run_get_node
 
 from aiida_cgcnn.calculations.train import TrainCalculation
 from aiida_cgcnn.workflows.train import TrainWorkChain
+from tests.faults import chain
 
 pytestmark = pytest.mark.slurm
 
@@ -96,18 +97,6 @@ def _code(computer, executable):
     ).store()
 
 
-def _chain(code, dataset, parameters, max_iterations=2, **options):
-    builder = TrainWorkChain.get_builder()
-    builder.train.code = code
-    builder.train.dataset = dataset
-    builder.train.parameters = orm.Dict(parameters)
-    builder.train.metadata.options.resources = {"num_machines": 1, "num_mpiprocs_per_machine": 1}
-    for key, value in options.items():
-        builder.train.metadata.options[key] = value
-    builder.max_iterations = orm.Int(max_iterations)
-    return builder
-
-
 @pytest.mark.slow
 def test_slurm_walltime_kill_resumes_from_the_last_checkpoint(
     slurm_computer, cgcnn_executable, dataset_node, small_model
@@ -119,8 +108,12 @@ def test_slurm_walltime_kill_resumes_from_the_last_checkpoint(
         "model": small_model,
         "train": {"epochs": 100000, "batch_size": 8, "seed": 1, "time_budget": 3600.0},
     }
-    builder = _chain(
-        _code(slurm_computer, cgcnn_executable), dataset_node, parameters, max_wallclock_seconds=60
+    builder = chain(
+        _code(slurm_computer, cgcnn_executable),
+        dataset_node,
+        parameters,
+        max_iterations=2,
+        max_wallclock_seconds=60,
     )
     _, node = run_get_node(builder)
     killed, resumed = sorted(node.called, key=lambda n: n.ctime)
@@ -157,7 +150,9 @@ def test_slurm_memory_kill_starts_again_from_the_fine_tuning_weights(
 
     parameters = {"model": small_model, "train": {"epochs": 3, "batch_size": 8}}
     code = _code(slurm_computer, cgcnn_executable)
-    builder = _chain(code, dataset_node, parameters, max_wallclock_seconds=600, max_memory_kb=200 * 1024)
+    builder = chain(
+        code, dataset_node, parameters, max_iterations=2, max_wallclock_seconds=600, max_memory_kb=200 * 1024
+    )
     builder.train.model = weights
     _, node = run_get_node(builder)
     calcs = sorted(node.called, key=lambda n: n.ctime)
