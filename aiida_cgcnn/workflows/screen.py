@@ -22,6 +22,7 @@ from ..calculations.functions.ensemble import ensemble_from_models
 from ..calculations.functions.screen import (
     SUMMARY_UNCERTAIN,
     group_structure_rows,
+    group_structures,
     screen_shard,
     screen_shard_by_uuid,
     screening_table,
@@ -56,13 +57,6 @@ def _load_group(value: str) -> orm.Group:
         raise ValueError(
             f"structure_group: no single group {value!r} ({error}); `verdi group list` shows them"
         ) from error
-
-
-def _group_structures(group: orm.Group) -> orm.QueryBuilder:
-    query = orm.QueryBuilder()
-    query.append(orm.Group, filters={"id": group.pk}, tag="group")
-    query.append(orm.StructureData, with_group="group", tag="structure")
-    return query
 
 
 def _model_facts(inputs: dict[str, Any]) -> tuple[list[str], list[str], str] | str:
@@ -101,7 +95,7 @@ def validate_inputs(inputs: dict[str, Any], _: Any) -> str | None:
             group = _load_group(inputs["structure_group"].value)
         except ValueError as error:
             return str(error)
-        if _group_structures(group).count() == 0:
+        if group_structures(group).count() == 0:
             return f"structure_group {group.label!r} holds no StructureData"
     facts = _model_facts(inputs)
     if isinstance(facts, str):
@@ -357,7 +351,7 @@ class ScreenWorkChain(WorkChain):
             if not link:
                 yield [uuid for _, uuid in chunk]
                 continue
-            shard = _group_structures(group)
+            shard = group_structures(group)
             shard.add_filter("structure", {"id": {">=": chunk[0][0], "<=": chunk[-1][0]}})
             shard.add_projection("structure", "*")
             shard.order_by({"structure": "id"})

@@ -197,10 +197,17 @@ def group_structure_rows(group: orm.Group) -> list[tuple[int, str]]:
         # another Data type could subclass StructureData: QueryBuilder knows
         if not any(kind != node_type and kind.startswith("data.") for _, _, kind in rows):
             return structures
+    query = group_structures(group)
+    query.add_projection("structure", ["id", "uuid"])
+    return sorted((int(pk), str(uuid)) for pk, uuid in query.all())
+
+
+def group_structures(group: orm.Group) -> orm.QueryBuilder:
+    """A query of the group's StructureData (tag ``structure``)."""
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={"id": group.pk}, tag="group")
-    query.append(orm.StructureData, with_group="group", project=["id", "uuid"])
-    return sorted((int(pk), str(uuid)) for pk, uuid in query.all())
+    query.append(orm.StructureData, with_group="group", tag="structure")
+    return query
 
 
 def _structure_records_querybuilder(uuids: list[str]) -> dict[str, tuple[str, int, str, dict[str, t.Any]]]:
@@ -216,12 +223,11 @@ def _structure_records_querybuilder(uuids: list[str]) -> dict[str, tuple[str, in
     return found
 
 
-def _json_loads(text: str | bytes) -> t.Any:
-    try:  # pymatgen's dependency, 1.7x faster than json on structures' attributes (same floats)
-        from orjson import loads
-    except ImportError:
-        return json.loads(text)
-    return loads(text)
+_json_loads: t.Callable[[str | bytes], t.Any]
+try:  # pymatgen's dependency, 1.7x faster than json on structures' attributes (same floats)
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover
+    _json_loads = json.loads
 
 
 #: Structures per query when reading a shard by UUID (below SQLite's limit of bound variables).
@@ -273,12 +279,8 @@ def _pack(
             invalid[sid] = str(error)
             continue
         except (KeyError, TypeError):  # malformed attributes: the careful path names the problem
-            flagged = _careful(sid, attrs)
-            if isinstance(flagged, str):
-                invalid[sid] = flagged
-                continue
-            cell, site_numbers, site_positions = flagged.lattice.tolist(), list(flagged.numbers), []
-            site_positions = (flagged.frac_coords @ flagged.lattice).tolist()
+            invalid[sid] = _reason(sid, attrs)
+            continue
         keep.append(k)
         lattices.append(cell)
         numbers += site_numbers
@@ -322,10 +324,7 @@ def _pack(
     )
     suspect = (n_atoms == 0) | ~finite | (volume < 1e-3) | out_of_range | noble
     for j in np.flatnonzero(suspect):  # rare: the careful path names the reason
-        found = _careful(uuids[keep[j]], attributes[keep[j]])
-        invalid[uuids[keep[j]]] = (
-            found if isinstance(found, str) else f"{uuids[keep[j]]} failed a structure check"
-        )
+        invalid[uuids[keep[j]]] = _reason(uuids[keep[j]], attributes[keep[j]])
     good = ~suspect
     if not good.any():
         return None, _in_order(invalid, uuids)
@@ -348,6 +347,13 @@ def _pack(
 
 def _in_order(invalid: dict[str, str], uuids: list[str]) -> dict[str, str]:
     return {u: invalid[u] for u in uuids if u in invalid} if invalid else invalid
+
+
+def _reason(sid: str, attributes: dict[str, t.Any]) -> str:
+    """Why a structure the one-pass checks flagged is invalid (those checks are
+    :func:`crystal_from_attributes`'s, so it names the reason)."""
+    found = _careful(sid, attributes)
+    return found if isinstance(found, str) else f"{sid} failed a structure check"
 
 
 def _careful(sid: str, attributes: dict[str, t.Any]) -> Crystal | str:
