@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # One thread per process: the suite runs with -n 2 on small machines, where torch's default of one
 # thread per core makes every worker fight for the same cores (and subprocesses inherit this).
@@ -29,6 +30,25 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_setup(item):
     if item.get_closest_marker("data") is not None and shared_data_dir() is None:
         pytest.skip("needs the real data in ../shared/data (or $AIIDA_CGCNN_DATA), which is absent")
+
+
+@pytest.fixture(autouse=True)
+def _aiida_logging_restored():
+    """A ``verdi`` command invoked in-process (CliRunner) reconfigures AiiDA's logging for a terminal
+    and drops the handler that stores reports in the database, for the rest of the worker's tests:
+    a later test reading a work chain's reports would find none, depending on the test order."""
+    yield
+    log = sys.modules.get("aiida.common.log")
+    if log is None or not log.CLI_ACTIVE:
+        return
+    log.CLI_ACTIVE, log.CLI_LOG_LEVEL = None, None
+    from aiida.manage import get_manager
+
+    manager = get_manager()
+    profile = manager.get_profile()
+    if profile is not None and manager.profile_storage_loaded:
+        log_file = manager.get_config().filepaths(profile)["profile"]["log"]
+        log.configure_logging(with_orm=True, daemon_log_file=log_file)
 
 
 @pytest.fixture(scope="session")
