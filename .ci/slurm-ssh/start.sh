@@ -106,11 +106,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 Subsystem sftp /usr/lib/openssh/sftp-server
 CONF
-if [ ! -s "$DIR/sshd.pid" ] || ! kill -0 "$(cat "$DIR/sshd.pid")" 2>/dev/null; then
-  /usr/sbin/sshd -f "$DIR/sshd_config" -E "$DIR/sshd.log"
-  retry_until 10 test -s "$DIR/sshd.pid"
-fi
-echo "sshd $(cat "$DIR/sshd.pid")" >> "$DIR/pids"
+SLURM_SSH_DIR=$DIR bash "$(dirname "$0")/start-sshd.sh"
 
 # the environment the test reads
 cat > "$DIR/env" <<CONF
