@@ -26,6 +26,7 @@ __all__ = [
     "disk_full_error",
     "guarded",
     "input_errors",
+    "load_config",
     "write_skipped",
     "write_status",
 ]
@@ -204,3 +205,23 @@ def guarded(output_option: str, reserve: bool = False) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+CONFIG_SECTIONS = ("model", "train", "graph", "skip_invalid", "atom_properties", "descriptors")
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    from ..errors import ConfigError
+
+    if path is None:
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}); see docs/cli.md for the format") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a JSON object with the sections {list(CONFIG_SECTIONS)}")
+    unknown = set(config) - set(CONFIG_SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown sections {sorted(unknown)} in {path}; use {', '.join(CONFIG_SECTIONS)}")
+    return config

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .common import EXIT_CODES, checked, guarded, write_skipped, write_status
+from .common import EXIT_CODES, checked, guarded, load_config, write_skipped, write_status
 
 __all__ = ["EXIT_CODES", "cli", "main"]
 
@@ -203,25 +203,6 @@ def dataset_info(path: Path) -> None:
 
 # --- train --------------------------------------------------------------------------------------
 
-_CONFIG_SECTIONS = ("model", "train", "graph", "skip_invalid", "atom_properties", "descriptors")
-
-
-def _load_config(path: Path | None) -> dict[str, Any]:
-    from ..errors import ConfigError
-
-    if path is None:
-        return {}
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path} is not valid JSON ({error}); see docs/cli.md for the format") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path} must hold a JSON object with the sections {list(_CONFIG_SECTIONS)}")
-    unknown = set(config) - set(_CONFIG_SECTIONS)
-    if unknown:
-        raise ConfigError(f"unknown sections {sorted(unknown)} in {path}; use {', '.join(_CONFIG_SECTIONS)}")
-    return config
-
 
 @dataclass
 class _TrainOptions:
@@ -274,7 +255,7 @@ class _TrainSettings:
 
 def _train_settings(options: _TrainOptions) -> _TrainSettings:
     """Merge the preset, the ``--config`` file and the options into the trainer's settings."""
-    config = _load_config(options.config_path)
+    config = load_config(options.config_path)
     recipe: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
     if options.preset_name is not None:
         from ..training.presets import preset
@@ -390,6 +371,7 @@ def _report_training(output_dir: Path, result) -> None:
     message = {
         "completed": f"trained {result.epochs_run} epochs",
         "early_stopping": f"stopped early after {result.epochs_run} epochs",
+        "paused": f"paused after {result.epochs_run} epochs (stop_epoch); resume with --resume last.pt",
         "time_budget": "stopped before the time budget ran out; resume with --resume last.pt",
     }[result.stopped_reason]
     write_status(
@@ -734,6 +716,15 @@ def _add_pretrained_commands() -> None:
 
 
 _add_pretrained_commands()
+
+
+def _add_search_command() -> None:
+    from .search import search
+
+    cli.add_command(search)
+
+
+_add_search_command()
 
 
 def main() -> None:

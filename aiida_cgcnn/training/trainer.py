@@ -78,6 +78,10 @@ class TrainConfig:
     loss_per_atom
         Sum pooling only: the loss compares values per atom, so small and large cells weigh alike
         (by default it compares values per cell, which weighs large cells more).
+    stop_epoch
+        Pause after this many epochs in all: the run, its learning-rate schedule included, stays
+        planned for ``epochs``, and a resume with a later ``stop_epoch`` (or none) goes on exactly as
+        if it had not stopped (the hyperparameter search's rungs).
     max_edges_per_batch
         Also cap the graph edges of a batch (``batch_size`` stays the cap on crystals), so that
         batches of large cells fit in memory (ALIGNN's line graph has about 12 edges per edge).
@@ -104,6 +108,7 @@ class TrainConfig:
     deterministic: bool = False
     max_edges_per_batch: int | None = None
     loss_per_atom: bool = False
+    stop_epoch: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -134,6 +139,7 @@ class TrainConfig:
             (min(self.train_ratio, self.val_ratio, self.test_ratio) >= 0, "split ratios must be >= 0"),
             (self.train_ratio > 0, "train_ratio must be positive"),
             ((self.max_edges_per_batch or 1) >= 1, "max_edges_per_batch must be >= 1"),
+            (self.stop_epoch is None or self.stop_epoch >= 1, "stop_epoch must be >= 1"),
             (self.train_ratio + self.val_ratio + self.test_ratio <= 1 + 1e-9, "split ratios sum above 1"),
         ]
         for ok, message in checks:
@@ -164,6 +170,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "deterministic": (bool,),
     "max_edges_per_batch": (int, type(None)),
     "loss_per_atom": (bool,),
+    "stop_epoch": (int, type(None)),
 }
 
 #: Settings a resumed run takes from its new settings rather than from its checkpoint: how long it goes
@@ -171,6 +178,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
 #: learning rate after a divergence). The learning-rate schedule is replayed for them (see ``_restore``).
 CONTINUABLE = (
     "epochs",
+    "stop_epoch",
     "patience",
     "time_budget",
     "time_margin",
@@ -189,7 +197,7 @@ class TrainResult:
     best_checkpoint: Path
     last_checkpoint: Path
     metrics: dict[str, Any]
-    stopped_reason: str  # "completed", "early_stopping" or "time_budget"
+    stopped_reason: str  # "completed", "early_stopping", "time_budget" or "paused" (stop_epoch)
     skipped: list[Skipped]
     epochs_run: int
 
@@ -289,6 +297,7 @@ def continued_settings(
             "checkpoint's are used), or start a new run from its weights (--init-from, fine-tuning)"
         )
     saved.update({k: given[k] for k in CONTINUABLE if k in given})
+    saved["stop_epoch"] = given.get("stop_epoch")  # a pause holds for one run, never for its continuation
     return dict(state["model_config"]), TrainConfig.from_dict(saved), saved_graph, saved_properties
 
 
@@ -657,6 +666,9 @@ class Trainer:
         stopped = "completed"
         epoch_times: list[float] = []
         for epoch in range(run.epoch + 1, c.epochs):
+            if c.stop_epoch is not None and epoch >= c.stop_epoch:
+                stopped = "paused"
+                break
             epoch_start = time.monotonic()
             if self._out_of_time(epoch_start, epoch_times):
                 stopped = "time_budget"
