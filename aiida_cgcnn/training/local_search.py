@@ -26,8 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .checkpoint import write_atomically
-from .search import SearchStudy, trial_parameters
-from .trainer import split_indices
+from .search import SearchStudy, check_split, hold_out_test, search_train_settings, trial_parameters
 
 __all__ = ["LocalSearch", "plot_search", "write_trials_csv"]
 
@@ -61,9 +60,7 @@ class LocalSearch:
     ):
         if trials < 1 or jobs < 1:
             raise ConfigError(f"need at least one trial and one job, not {trials} and {jobs}")
-        train_ratio, val_ratio, _ = split
-        if min(split) < 0 or train_ratio <= 0 or val_ratio <= 0 or sum(split) > 1 + 1e-9:
-            raise ConfigError(f"--split {split}: need positive train and validation parts, summing to <= 1")
+        check_split(split)
         self.data, self.directory, self.study = Path(data), Path(directory), study
         self.trials, self.jobs, self.workers, self.echo = trials, jobs, workers, echo
         self.split = split
@@ -73,8 +70,7 @@ class LocalSearch:
             if fixed in train:
                 raise ConfigError(f"the search sets train.{fixed}; leave it out of the base settings")
         self.seed = int(train.get("seed", study.seed))
-        share = train_ratio + val_ratio  # the search part, re-split in the same proportions
-        train.update({"train_ratio": train_ratio / share, "val_ratio": val_ratio / share, "test_ratio": 0.0})
+        train.update(search_train_settings(split))  # the search part, in the same proportions
         train.setdefault("seed", self.seed)
         self.base["train"] = train
         self.running: list[_Segment] = []
@@ -94,15 +90,14 @@ class LocalSearch:
             return
         folder.mkdir(parents=True, exist_ok=True)
         dataset, _ = load_dataset(self.data)
-        parts = split_indices(len(dataset), *self.split, seed=self.seed)
-        search = np.sort(np.concatenate([parts["train"], parts["val"]]))
         if any(p.get("descriptors", "none") != "none" for p in self._descriptor_choices()):
             # computed once here, not once per trial: trials keep stored columns or drop them
             from ..descriptors.hybrid import attach_descriptors
 
             dataset, _ = attach_descriptors(dataset, "all", workers=self.workers)
-        dataset.subset(search).save(folder / "search.npz")
-        dataset.subset(np.sort(parts["test"])).save(folder / "test.npz")
+        search, test = hold_out_test(dataset, self.split, self.seed)
+        search.save(folder / "search.npz")
+        test.save(folder / "test.npz")
 
     def _descriptor_choices(self) -> list[dict[str, Any]]:
         spec = self.study.space.get("descriptors")

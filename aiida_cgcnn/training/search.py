@@ -26,7 +26,11 @@ __all__ = [
     "MAXIMIZE",
     "Rungs",
     "SearchStudy",
+    "check_split",
+    "hold_out_test",
     "load_space",
+    "nested",
+    "search_train_settings",
     "space_names",
     "trial_parameters",
 ]
@@ -62,9 +66,42 @@ def load_space(space: str | dict[str, Any] | Path) -> dict[str, dict[str, Any]]:
     parameters = space.get("parameters", space) if isinstance(space, dict) else None
     if not isinstance(parameters, dict) or not parameters:
         raise ConfigError("a search space needs a non-empty `parameters` mapping")
+    parameters = _flatten(copy.deepcopy(parameters))
     for name, spec in parameters.items():
         _check_parameter(name, spec, list(parameters)[: list(parameters).index(name)])
     return copy.deepcopy(parameters)
+
+
+def _flatten(parameters: dict[str, Any]) -> dict[str, Any]:
+    """``{model: {n_conv: spec}}`` (as an AiiDA Dict must hold it: no dots in keys) to
+    ``{model.n_conv: spec}``, ``when`` conditions too; the flat form passes unchanged."""
+
+    def flat(mapping: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in mapping.items():
+            if name in _SECTIONS and isinstance(value, dict) and "type" not in value:
+                out.update({f"{name}.{k}": v for k, v in value.items()})
+            else:
+                out[name] = value
+        return out
+
+    result = flat(parameters)
+    for spec in result.values():
+        if isinstance(spec, dict) and isinstance(spec.get("when"), dict):
+            spec["when"] = flat(spec["when"])
+    return result
+
+
+def nested(values: dict[str, Any]) -> dict[str, Any]:
+    """``{model.n_conv: 2}`` to ``{model: {n_conv: 2}}``: parameters as an AiiDA Dict can hold them."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        section, _, key = name.partition(".")
+        if key:
+            out.setdefault(section, {})[key] = value
+        else:
+            out[name] = value
+    return out
 
 
 def _check_parameter(name: str, spec: Any, earlier: list[str]) -> None:
@@ -360,3 +397,31 @@ def _evaluator(seed: int):
     from optuna.importance import FanovaImportanceEvaluator
 
     return FanovaImportanceEvaluator(seed=seed)
+
+
+def hold_out_test(dataset: Any, split: tuple[float, float, float], seed: int) -> tuple[Any, Any]:
+    """The search part (train and validation) and the held-out test part of a dataset: the seed's
+    random split, as a training run would make it. Trials only ever see the search part."""
+    import numpy as np
+
+    from .trainer import split_indices
+
+    check_split(split)
+    parts = split_indices(len(dataset), *split, seed=seed)
+    search = np.sort(np.concatenate([parts["train"], parts["val"]]))
+    return dataset.subset(search), dataset.subset(np.sort(parts["test"]))
+
+
+def check_split(split: tuple[float, float, float] | list[float]) -> None:
+    if len(split) != 3 or min(split) < 0 or split[0] <= 0 or split[1] <= 0 or sum(split) > 1 + 1e-9:
+        raise ConfigError(
+            f"split {list(split)}: give train, validation and test ratios, the first two positive, "
+            "summing to at most 1"
+        )
+
+
+def search_train_settings(split: tuple[float, float, float]) -> dict[str, float]:
+    """The trials' split of the search part: train and validation in the whole split's proportions,
+    no test part."""
+    share = split[0] + split[1]
+    return {"train_ratio": split[0] / share, "val_ratio": split[1] / share, "test_ratio": 0.0}
