@@ -12,7 +12,7 @@ from aiida.engine import CalcJob, CalcJobProcessSpec
 
 from ..data.dataset import CrystalDatasetData
 from ..data.ensemble import EnsembleData
-from ..data.integrity import validate_unaltered
+from ..data.integrity import validate_unaltered, write_verified
 from ..data.model import ModelData
 from .options import define_command_exit_codes, set_option_defaults
 from .remote_cache import (
@@ -156,19 +156,19 @@ class PredictCalculation(CalcJob):
         dataset = self.inputs.dataset
         computer = self.inputs.code.computer
         model = self.inputs.model
+        # checked again here, at upload, and written as checked (not copied from the repository later)
         if isinstance(model, EnsembleData):
-            local_copy_list = [
-                (model.uuid, name, f"{ENSEMBLE_FOLDER}/{name}") for name in ["card.json", *model.member_files]
-            ]
+            files = {f"{ENSEMBLE_FOLDER}/{name}": content for name, content in model.verified_files().items()}
         else:
-            local_copy_list = [(model.uuid, model.filename, "model.pt")]
+            files = {"model.pt": model.verified_content()}
         if self.inputs.metadata.options.get(REUSE_OPTION, True) and remote_dataset_available(
             dataset, computer
         ):
             data_path = cached_dataset_path(dataset)
         else:
-            local_copy_list.append((dataset.uuid, dataset.filename, "dataset.npz"))
+            files["dataset.npz"] = dataset.verified_content()
             data_path = "dataset.npz"
+        write_verified(folder, files)
         folder.get_subfolder("run", create=True)
         workers = ["--workers", str(self._workers())]
         code_info = datastructures.CodeInfo()
@@ -211,7 +211,7 @@ class PredictCalculation(CalcJob):
         calc_info = datastructures.CalcInfo()
         calc_info.codes_info = [code_info]
         calc_info.prepend_text = cache_link_script(computer)
-        calc_info.local_copy_list = local_copy_list
+        calc_info.local_copy_list = []  # the checked files are written into the folder instead
         calc_info.retrieve_list = [
             "aiida.out",
             "aiida.err",

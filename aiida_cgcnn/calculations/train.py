@@ -11,7 +11,7 @@ from aiida.common.folders import Folder
 from aiida.engine import CalcJob, CalcJobProcessSpec
 
 from ..data.dataset import CrystalDatasetData
-from ..data.integrity import validate_unaltered
+from ..data.integrity import validate_unaltered, write_verified
 from ..data.model import ModelData
 from .options import define_command_exit_codes, set_option_defaults
 from .parameters import PARAMETERS_HELP, validate_train_parameters
@@ -159,13 +159,14 @@ class TrainCalculation(CalcJob):
 
         dataset = self.inputs.dataset
         computer = self.inputs.code.computer
-        local_copy_list = []
         remote_copy_list = []
         reuse = self.inputs.metadata.options.get(REUSE_OPTION, True)
+        # checked again here, at upload, and written as checked (not copied from the repository later)
+        files: dict[str, bytes] = {}
         if reuse and remote_dataset_available(dataset, computer):
             data_path = cached_dataset_path(dataset)
         else:
-            local_copy_list.append((dataset.uuid, dataset.filename, "dataset.npz"))
+            files["dataset.npz"] = dataset.verified_content()
             data_path = "dataset.npz"
         arguments = [
             "train",
@@ -191,8 +192,9 @@ class TrainCalculation(CalcJob):
             folder.get_subfolder(OUTPUT_DIR, create=True)
             arguments += ["--resume", "parent_last.pt"]
         if "model" in self.inputs:
-            local_copy_list.append((self.inputs.model.uuid, self.inputs.model.filename, "init.pt"))
+            files["init.pt"] = self.inputs.model.verified_content()
             arguments += ["--init-from", "init.pt"]
+        write_verified(folder, files)
 
         code_info = datastructures.CodeInfo()
         code_info.code_uuid = self.inputs.code.uuid
@@ -203,7 +205,7 @@ class TrainCalculation(CalcJob):
         calc_info = datastructures.CalcInfo()
         calc_info.codes_info = [code_info]
         calc_info.prepend_text = cache_link_script(computer)
-        calc_info.local_copy_list = local_copy_list
+        calc_info.local_copy_list = []  # the checked files are written into the folder instead
         calc_info.remote_copy_list = remote_copy_list
         calc_info.retrieve_list = [
             "aiida.out",

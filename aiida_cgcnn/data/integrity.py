@@ -8,13 +8,14 @@ once stored, so comparing the file with it catches every change before ``torch.l
 from __future__ import annotations
 
 import hashlib
+import io
 import typing as t
 
 from aiida import orm
 
 from ..errors import CheckpointError
 
-__all__ = ["node_name", "validate_unaltered", "verified_content"]
+__all__ = ["node_name", "validate_unaltered", "verified_content", "write_verified"]
 
 
 def node_name(node: orm.Node) -> str:
@@ -59,3 +60,13 @@ def validate_unaltered(value: orm.Node | None, _ctx: t.Any) -> str | None:
     except ValueError as error:  # CheckpointError, DatasetError
         return str(error)
     return None
+
+
+def write_verified(folder: t.Any, files: dict[str, bytes]) -> None:
+    """Write checked bytes (``target path -> content``) into a CalcJob's upload folder, instead of
+    copying the files from the repository at upload: what is uploaded is what was checked, with no
+    window between the check and the upload in which a stored file could be altered."""
+    for target, content in files.items():
+        parent, _, name = target.rpartition("/")
+        where = folder.get_subfolder(parent, create=True) if parent else folder
+        where.create_file_from_filelike(io.BytesIO(content), name, mode="wb")

@@ -149,3 +149,32 @@ def test_a_calcjob_never_uploads_an_altered_file(alter_stored_file, cgcnn_code, 
         with pytest.raises(ValueError, match=rf"CrystalDatasetData<{dataset.pk}>.*was altered"):
             run_get_node(process, code=cgcnn_code, model=other, dataset=dataset)
     assert _calcjob_count() == before
+
+
+def test_a_file_altered_after_the_job_was_made_is_refused_at_upload(alter_stored_file, cgcnn_code, shipped):
+    """The check runs again when the job's files are prepared for upload, and the job uploads the bytes
+    it checked: a stored file altered between the job's creation and its upload never reaches the
+    computer."""
+    from aiida.common.folders import SandboxFolder
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    model = ModelData(shipped / "member-2.pt").store()
+    dataset = _dataset_node()
+    runner = get_manager().get_runner()
+    predict = instantiate_process(runner, PredictCalculation, code=cgcnn_code, model=model, dataset=dataset)
+    train = instantiate_process(runner, TrainCalculation, code=cgcnn_code, model=model, dataset=dataset)
+    with SandboxFolder() as folder:  # unaltered: the folder holds exactly the stored bytes
+        calc_info = predict.prepare_for_submission(folder)
+        assert calc_info.local_copy_list == []
+        for name, node in (("model.pt", model), ("dataset.npz", dataset)):
+            with open(folder.get_abs_path(name), "rb") as handle:
+                assert handle.read() == node.get_content(mode="rb")
+
+    alter_stored_file(dataset, dataset.filename, b"altered after the job was made")
+    for process in (predict, train):
+        with (
+            SandboxFolder() as folder,
+            pytest.raises(DatasetError, match=rf"CrystalDatasetData<{dataset.pk}>.*altered"),
+        ):
+            process.prepare_for_submission(folder)
