@@ -1,0 +1,42 @@
+"""The load benchmark (benchmarks/load.py) at a small size on the ZeroMQ daemon profile: 12 predictions
+and 2 trainings submitted at once to 2 workers all finish, every output stored and parsed, no node lost."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+# the benchmark is a script, not a package module: load it by its path
+_spec = importlib.util.spec_from_file_location(
+    "benchmark_load", Path(__file__).parents[2] / "benchmarks/load.py"
+)
+assert _spec is not None and _spec.loader is not None
+_load = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _load  # its dataclass looks its module up there
+_spec.loader.exec_module(_load)
+run_load = _load.run_load
+
+pytestmark = pytest.mark.slow
+
+
+def test_small_load_on_two_workers_loses_nothing(stopped_daemon_client, aiida_localhost, tmp_path):
+    result = run_load(
+        n_predict=12, n_train=2, workers=2, epochs=2, timeout=600, localhost=aiida_localhost, tmp=tmp_path
+    )
+    assert result["problems"] == []
+    assert result["states"] == {
+        "finished_ok": 14,
+        "failed": 0,
+        "excepted": 0,
+        "killed": 0,
+        "active": 0,
+        "missing": 0,
+    }
+    assert result["calcjobs"] == 14  # one calculation per prediction and per training: no restart needed
+    assert result["daemon_log"]["database is locked"] == 0 and result["daemon_log"]["Traceback"] == 0
+    assert len(result["worker_peak_rss_mib"]) == 2 and result["wall_s"] > 0
+    assert not stopped_daemon_client.is_daemon_running  # the run stops the daemon it started
+    # running again for the session's other daemon tests; stopping a stopped daemon at the session's end
+    # would wait out daemon.timeout (60 s) before finding it gone
+    stopped_daemon_client.start_daemon()
