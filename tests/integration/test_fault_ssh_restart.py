@@ -24,7 +24,7 @@ from aiida.manage.configuration import get_config
 from aiida_cgcnn.calculations.train import TrainCalculation
 from tests.integration.test_slurm_ssh import _cluster_env, _code, slurm_computer  # noqa: F401
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.ssh_outage]
 
 START_SSHD = Path(__file__).resolve().parents[2] / ".ci" / "slurm-ssh" / "start-sshd.sh"
 JOBS = 3  # one at a time (SLURM's singleton dependency): one runs, the others wait in the queue
