@@ -9,6 +9,7 @@ Each job's start and end come from the job itself: the job script writes the nod
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import math
@@ -29,7 +30,7 @@ from aiida_cgcnn.training.search import Rungs, SearchStudy
 from aiida_cgcnn.workflows.train import TrainWorkChain
 from tests.aiida_search.test_search_workchain import SPACE, builder_for
 from tests.faults import OnFirstCheckpoint, assert_resumed_from_the_cancelled_job
-from tests.integration.test_slurm_ssh import _code, slurm_computer  # noqa: F401  (the cluster's computer)
+from tests.integration.test_slurm_ssh import CLUSTER, _code, slurm_computer  # noqa: F401  (the cluster's computer)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -39,6 +40,22 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 EPOCHS, TRIALS = 64, 4
 STAMPS = re.compile(r"^job-(start|end) (\d+\.\d+)", re.M)
 JOB_ID = re.compile(r"^job-start \S+ (\d+)$", re.M)
+
+
+@pytest.fixture(autouse=True)
+def _cluster_lock():
+    """Overrides tests/integration/conftest.py's shared lock: this test holds the cluster's lock
+    exclusively, as the SSH-outage test does, because its two concurrent jobs need both of the cluster's
+    2 CPUs (under ``-n 2`` a SLURM test of the other worker would hold one and serialize them)."""
+    if not CLUSTER.is_dir():  # the test skips (or fails under CI) by itself
+        yield
+        return
+    with open(CLUSTER / "tests.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _trial_0_params() -> dict[str, float]:
