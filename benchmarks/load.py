@@ -494,7 +494,6 @@ def run_load(
         problems.insert(
             0, f"{counts['active']} processes still active ({counts['paused']} paused) after {why}"
         )
-    jobs = n_predict + n_train
     calcjobs = orm.QueryBuilder().append(orm.CalcJobNode, filters={"ctime": {">=": since}}).count()
     return {
         "profile": {
@@ -520,8 +519,8 @@ def run_load(
         "prepare_s": round(prepare_s, 2),
         "submit_s": round(submit_s, 2),
         "wall_s": round(wall_s, 1),
-        "jobs_per_minute": round(60 * jobs / wall_s, 1) if wall_s > 0 else None,
-        "calcjobs_per_minute": round(60 * calcjobs / wall_s, 1) if wall_s > 0 else None,
+        # processes that finished, per minute of the whole run (a stalled run's rate is not its load's)
+        "jobs_per_minute": round(60 * counts["finished_ok"] / wall_s, 1) if wall_s > 0 else None,
         "states": counts,
         "stalled": stalled,
         "daemon_restarted_at_s": restarted_s,

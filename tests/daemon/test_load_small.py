@@ -32,11 +32,9 @@ def test_small_load_on_two_workers_loses_nothing(stopped_daemon_client, aiida_lo
         "killed": 0,
         "active": 0,
         "missing": 0,
+        "paused": 0,
     }
     assert result["calcjobs"] == 14  # one calculation per prediction and per training: no restart needed
     assert result["daemon_log"]["database is locked"] == 0 and result["daemon_log"]["Traceback"] == 0
     assert len(result["worker_peak_rss_mib"]) == 2 and result["wall_s"] > 0
     assert not stopped_daemon_client.is_daemon_running  # the run stops the daemon it started
-    # running again for the session's other daemon tests; stopping a stopped daemon at the session's end
-    # would wait out daemon.timeout (60 s) before finding it gone
-    stopped_daemon_client.start_daemon()
