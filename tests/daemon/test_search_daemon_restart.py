@@ -74,8 +74,10 @@ def test_a_search_continues_across_a_daemon_restart_and_runs_no_trial_twice(
     client.stop_daemon(wait=True)
     _wait(lambda: not client.is_daemon_running, 120, "the daemon to stop", client)
     restarted = time.time()
-    # stopped in the middle of the search: the first wave's trainings still unfinished
+    # stopped in the middle of the search, which waits on its trainings
     assert _state(search) == ProcessState.WAITING.value
+    unfinished = [label for label, chain in _trainings(search).items() if not _all_terminated([chain.pk])]
+    print(f"daemon stopped with {sorted(unfinished)} of the first wave {sorted(before)} unfinished")
     client.start_daemon()
 
     _wait(lambda: _all_terminated([search]), 900, "the search to finish", client)
