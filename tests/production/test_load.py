@@ -1,5 +1,10 @@
-"""The load benchmark (benchmarks/load.py) at a small size on the ZeroMQ daemon profile: 12 predictions
-and 2 trainings submitted at once to 2 workers all finish, every output stored and parsed, no node lost."""
+"""The load benchmark (benchmarks/load.py) at a small size on the production profile (PostgreSQL +
+RabbitMQ): 12 predictions and 2 trainings submitted at once to 2 workers all finish, every output
+stored and parsed, no node lost.
+
+Not on the embedded SQLite profile: there, whether a load holds depends on how busy the machine is
+(SQLite's 5 s busy timeout; docs/benchmarks.md, "Load held"), which a CI test cannot fix; the
+benchmark measures that limit instead."""
 
 import importlib.util
 import sys
@@ -17,7 +22,7 @@ sys.modules[_spec.name] = _load  # its dataclass looks its module up there
 _spec.loader.exec_module(_load)
 run_load = _load.run_load
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.production, pytest.mark.slow]
 
 
 def test_small_load_on_two_workers_loses_nothing(stopped_daemon_client, aiida_localhost, tmp_path):
