@@ -17,10 +17,34 @@ from ..calculations.train import OUTPUT_DIR, TrainCalculation, time_budget
 from ..training.trainer import TrainConfig
 from .protocols import ProtocolMixin
 
-__all__ = ["TrainWorkChain"]
+__all__ = ["TrainWorkChain", "checkpoint_left"]
 
 #: Inputs that set where a training starts: fine-tuning weights or a checkpoint to resume.
 _START = ("model", "parent_folder")
+
+
+def checkpoint_left(
+    remote_folder: orm.RemoteData | None, retrieved: orm.FolderData | None
+) -> tuple[bool, str]:
+    """Whether a stopped training left ``run/last.pt`` on the computer, and a note when that had to be
+    judged without the computer: the command writes ``learning_curve.csv`` right after ``last.pt`` at
+    every epoch, so a row in the retrieved copy means a checkpoint. A transport that fails (a dropped
+    SSH connection, a refused login) must not turn a resumable training into one started again."""
+    if remote_folder is None:
+        return False, ""
+    try:
+        return "last.pt" in remote_folder.listdir(OUTPUT_DIR), ""
+    except Exception as error:
+        if isinstance(error, OSError) and (error.errno in (2, 20) or "does not exist" in str(error)):
+            return False, ""  # RemoteData.listdir's words for a folder that is not there: no run/ yet
+        epochs = 0
+        if retrieved is not None and "learning_curve.csv" in retrieved.base.repository.list_object_names():
+            text = retrieved.base.repository.get_object_content("learning_curve.csv", mode="r")
+            epochs = max(0, len([line for line in text.splitlines() if line.strip()]) - 1)
+        return epochs > 0, (
+            f"could not list its remote folder ({type(error).__name__}: {error}); its retrieved learning "
+            f"curve has {epochs} epochs, so {'a' if epochs else 'no'} checkpoint was saved"
+        )
 
 
 class TrainWorkChain(ProtocolMixin, BaseRestartWorkChain):
@@ -93,10 +117,12 @@ class TrainWorkChain(ProtocolMixin, BaseRestartWorkChain):
 
     def _resume_or_start_again(self, node: orm.CalcJobNode) -> str:
         """Resume from ``node``'s last checkpoint if it left one, else start again; says which."""
-        try:
-            checkpoint = "last.pt" in node.outputs.remote_folder.listdir(OUTPUT_DIR)
-        except (AttributeError, OSError):  # no remote folder, or it lacks run/
-            checkpoint = False
+        outputs = node.outputs
+        checkpoint, note = checkpoint_left(
+            getattr(outputs, "remote_folder", None), getattr(outputs, "retrieved", None)
+        )
+        if note:
+            self.report(f"{node.process_label}<{node.pk}>: {note}")
         if checkpoint:
             self._resume(node)
             return "resuming from its last checkpoint"
