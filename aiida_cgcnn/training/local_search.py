@@ -222,13 +222,14 @@ class LocalSearch:
         importances = self.study.importances()
         plot_search(self.study, importances, self.directory / "search.png")
         best = self.study.best()
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        usage = self._add_usage(wall_s)
         summary: dict[str, Any] = {
             "trials": len(self.study.records),
             "states": {s: self.study.count(s) for s in ("complete", "pruned", "failed", "running")},
             "epochs_trained": sum(r["epochs"] for r in self.study.records),
-            "wall_time_s": wall_s,
-            "cpu_hours_children": (usage.ru_utime + usage.ru_stime) / 3600,
+            "wall_time_s": usage["wall_time_s"],
+            "cpu_hours_children": usage["cpu_hours"],
+            "invocations": usage["invocations"],
             "importances": importances,
             "metric": self.study.metric,
         }
@@ -248,6 +249,27 @@ class LocalSearch:
             )
         write_atomically(self.directory / "summary.json", json.dumps(summary, indent=1, default=float))
         return summary
+
+    def _add_usage(self, wall_s: float) -> dict[str, Any]:
+        """Wall time and the trainings' CPU time of this run added to those of the earlier runs of the
+        same search (a stopped search that went on): ``usage.json``."""
+        path = self.directory / "usage.json"
+        before = _read_json(path)
+        if not before:  # an earlier run's summary, before usage.json was kept
+            summary = _read_json(self.directory / "summary.json")
+            before = {
+                "wall_time_s": summary.get("wall_time_s", 0.0),
+                "cpu_hours": summary.get("cpu_hours_children", 0.0),
+                "invocations": 1 if summary else 0,
+            }
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        usage = {
+            "wall_time_s": before["wall_time_s"] + wall_s,
+            "cpu_hours": before["cpu_hours"] + (children.ru_utime + children.ru_stime) / 3600,
+            "invocations": before["invocations"] + 1,
+        }
+        write_atomically(path, json.dumps(usage, indent=1))
+        return usage
 
     def _evaluate_test(self, checkpoint: Path) -> dict[str, float]:
         """The held-out part, predicted once by the best trial's model."""

@@ -98,6 +98,10 @@ def test_a_search_runs_trials_in_parallel_processes_and_evaluates_the_test_part_
     assert "going on with the search" in more.stdout
     again = json.loads((out / "study.json").read_text())["records"]
     assert len(again) == 5 and again[:4] == records
+    # the CPU time and wall time add up over the two runs
+    total = json.loads((out / "summary.json").read_text())
+    assert total["invocations"] == 2 and total["cpu_hours_children"] > summary["cpu_hours_children"]
+    assert total["wall_time_s"] > summary["wall_time_s"]
 
     # other settings in the same directory: refused, naming what differs
     other = search(inputs, out, "--trials", "5", "--sampler", "random")
