@@ -116,12 +116,17 @@ class RestartSshdWhenQueuedAndRunning(threading.Thread):
 
 @pytest.fixture
 def quick_transport_retries(aiida_profile):
-    config = get_config()
+    # set where the engine reads them: the loaded configuration and profile, which, with several
+    # conftests' session profiles in one xdist worker, need not be this conftest's `aiida_profile`
+    from aiida.manage import get_manager
+
+    config, profile = get_config(), get_manager().get_profile()
+    assert profile is not None
     for option, value in RETRY.items():
-        config.set_option(option, value, scope=aiida_profile.name)
+        config.set_option(option, value, scope=profile.name)
     yield
     for option in RETRY:
-        config.unset_option(option, scope=aiida_profile.name)
+        config.unset_option(option, scope=profile.name)
 
 
 def test_jobs_complete_across_an_ssh_server_restart(
