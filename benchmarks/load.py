@@ -373,6 +373,10 @@ def stop(client: Any, monitor: Monitor) -> None:
             pass
     deadline = time.perf_counter() + 120
     while client.is_daemon_running and time.perf_counter() < deadline:
+        pid = client.get_daemon_pid()
+        if pid is not None and not psutil.pid_exists(pid):  # ended by pid above: its pid file stays behind
+            Path(client.circus_pid_file).unlink(missing_ok=True)
+            break
         time.sleep(1.0)
 
 
