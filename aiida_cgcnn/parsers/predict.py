@@ -15,6 +15,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
+from .._gc import without_gc
 from ..data.ensemble import EnsembleData
 from ..predict import parse_predictions_csv
 from .status import (
@@ -53,6 +54,7 @@ def _check_count(rows: int, skipped: int, dataset: Any) -> None:
 class PredictParser(Parser):
     """Turns ``predictions.csv`` into an ``ArrayData`` (``ids``, ``values``) and lists skipped structures."""
 
+    @without_gc  # a shard of 10^5 rows
     def parse(self, **kwargs: Any) -> ExitCode | None:
         retrieved = self.retrieved
         exit_codes = self.node.process_class.exit_codes

@@ -1,8 +1,9 @@
 """``cgcnn.screen``: predict a large set of structures in shards, one ``cgcnn.predict`` job per shard.
 
 The structures (a namespace, or a group of 10^4 to 10^6) are cut into shards in input order; a
-calcfunction makes each shard's dataset (invalid structures left out and listed), then every shard's
-``cgcnn.predict`` job is submitted at once, so the computer's scheduler runs them in parallel. A job
+calcfunction makes each shard's dataset (invalid structures left out and listed), and the shard's
+``cgcnn.predict`` job is submitted as soon as it is made, so the computer's scheduler runs the jobs in
+parallel and the first ones run while the next shards are read. A job
 that fails is submitted once more; a shard that fails twice is reported while the others' results
 are kept. A calcfunction gathers every prediction into one table (CSV, input order, structure UUIDs,
 values and spreads, the criterion's selection), the selected structures go into a group, and an
@@ -11,8 +12,11 @@ optional verification runs ``cgcnn.phonon_comparison`` on the best and the most 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, cast
 
+import numpy as np
 from aiida import orm
 from aiida.common.exceptions import MultipleObjectsError, NotExistent
 from aiida.engine import ExitCode, WorkChain, append_, if_, while_
@@ -46,6 +50,8 @@ ATTEMPTS = 2
 _MODEL_INPUTS = ("model", "models", "pretrained")
 #: Above this many linked structures per shard the work chain says what linking costs.
 LINKED_SHARD_WARNING = 1000
+#: Seconds a screen waits for a shard's job to reach the scheduler before it reads the next shard.
+START_WAIT = 10.0
 #: Structures verified of each kind (best, most uncertain) when neither verify_count nor top_k says.
 VERIFY_COUNT = 3
 
@@ -262,10 +268,7 @@ class ScreenWorkChain(WorkChain):
         spec.outline(
             steps.setup,
             steps.build_shards,
-            if_(steps.has_datasets)(
-                steps.submit_predictions,
-                while_(steps.should_retry)(steps.retry_failed),
-            ),
+            if_(steps.has_datasets)(while_(steps.should_retry)(steps.retry_failed)),
             steps.gather,
             if_(steps.should_verify)(steps.run_verification, steps.inspect_verification),
             steps.finalize,
@@ -359,7 +362,11 @@ class ScreenWorkChain(WorkChain):
 
     def build_shards(self) -> None:
         """One dataset per shard, made by :func:`screen_shard` from the shard's structures (linked), or by
-        :func:`screen_shard_by_uuid` from their UUIDs."""
+        :func:`screen_shard_by_uuid` from their UUIDs, and its job submitted at once.
+
+        One step for every shard: a daemon restart during it makes the shards again and submits their
+        jobs again (the first jobs' results are then not used), as for any step that submits before
+        the work chain's next checkpoint."""
         self.ctx.shards = []
         position = 0
         if self.inputs.link_structures.value and self.inputs.shard_size.value > LINKED_SHARD_WARNING:
@@ -367,22 +374,28 @@ class ScreenWorkChain(WorkChain):
                 f"linking up to {self.inputs.shard_size.value} structures per shard: aiida-core's cost grows "
                 "with the square of that number; for large groups give link_structures False"
             )
+        submitted: orm.CalcJobNode | None = None
         for index, chunk in enumerate(self._shards()):
+            if submitted is not None:
+                _let_start(submitted)
             metadata = {"call_link_label": f"shard_{index:04d}", "label": f"screen shard {index}"}
             if self.inputs.link_structures.value:
                 inputs = {shard_link_label(position + k): node for k, node in enumerate(chunk)}
                 outputs = screen_shard(**inputs, metadata=metadata)  # type: ignore[arg-type]
             else:
-                outputs = screen_shard_by_uuid(uuids=orm.List(chunk), metadata=metadata)  # type: ignore[call-arg]
+                uuids = orm.ArrayData()
+                uuids.set_array("uuids", np.array(chunk, dtype="U36"))
+                outputs = screen_shard_by_uuid(uuids=uuids, metadata=metadata)  # type: ignore[call-arg]
             position += len(chunk)
-            self.ctx.shards.append(
-                {
-                    "index": index,
-                    "size": len(chunk),
-                    "structures": outputs["structures"],
-                    "dataset": outputs.get("dataset"),
-                }
-            )
+            shard = {
+                "index": index,
+                "size": len(chunk),
+                "structures": outputs["structures"],
+                "dataset": outputs.get("dataset"),
+            }
+            self.ctx.shards.append(shard)
+            # each job as soon as its shard is made: it runs while the next shard is read
+            submitted = self._submit(shard) if shard["dataset"] is not None else None
         self.report(
             f"{position} structures in {len(self.ctx.shards)} shard(s) "
             f"of at most {self.inputs.shard_size.value}"
@@ -391,7 +404,7 @@ class ScreenWorkChain(WorkChain):
     def has_datasets(self) -> bool:
         return any(shard["dataset"] is not None for shard in self.ctx.shards)
 
-    def _submit(self, shard: dict[str, Any]) -> None:
+    def _submit(self, shard: dict[str, Any]) -> orm.CalcJobNode:
         index = shard["index"]
         inputs = self.exposed_inputs(PredictCalculation, namespace="predict")
         metadata = dict(inputs.get("metadata", {}))
@@ -406,14 +419,9 @@ class ScreenWorkChain(WorkChain):
         inputs.update(
             code=self.inputs.code, model=self.ctx.model, dataset=shard["dataset"], metadata=metadata
         )
-        node = self.submit(PredictCalculation, **inputs)
+        node = cast(orm.CalcJobNode, self.submit(PredictCalculation, **inputs))
         self.to_context(**{f"predict_{index:04d}": append_(node)})
-
-    def submit_predictions(self) -> None:
-        """Every shard's job at once: the scheduler runs them side by side."""
-        for shard in self.ctx.shards:
-            if shard["dataset"] is not None:
-                self._submit(shard)
+        return node
 
     def _attempts(self, index: int) -> list[orm.CalcJobNode]:
         return list(self.ctx.get(f"predict_{index:04d}", []))
@@ -553,6 +561,26 @@ class ScreenWorkChain(WorkChain):
             process, reason = self.ctx.verification_failed
             return self.exit_codes.ERROR_VERIFICATION_FAILED.format(process=process, reason=reason)  # type: ignore[no-any-return]
         return None
+
+
+def _let_start(node: orm.CalcJobNode, limit: float = START_WAIT) -> None:
+    """Hands the event loop to the job just submitted until the scheduler has it (or ``limit`` seconds
+    pass), so that it runs while the next shard is read: a work chain step holds the loop of its
+    process (and of every process in the same interpreter or daemon worker) until it returns. Through
+    plumpy's portal for steps (aiida-core >= 2.8); without one, nothing happens."""
+    try:
+        from plumpy import has_portal, sync_await
+    except ImportError:  # pragma: no cover  (plumpy before the greenback bridge)
+        return
+    if not has_portal():
+        return
+
+    async def started() -> None:
+        deadline = time.monotonic() + limit
+        while node.get_job_id() is None and not node.is_terminated and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    sync_await(started())
 
 
 def _why(node: orm.ProcessNode) -> str:

@@ -4,6 +4,10 @@ structures and failed shards reported, predictions found from each structure."""
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime, timezone
+from pathlib import Path
+
 import numpy as np
 import pytest
 from aiida import orm
@@ -12,7 +16,7 @@ from aiida.engine import run_get_node
 from ase import Atoms
 from ase.build import bulk
 
-from aiida_cgcnn.calculations.functions.screen import read_screening_table
+from aiida_cgcnn.calculations.functions.screen import read_screening_table, shard_uuids
 from aiida_cgcnn.calculations.predict import PredictCalculation
 from aiida_cgcnn.data.dataset import CrystalDatasetData
 from aiida_cgcnn.provenance import find_predictions
@@ -92,12 +96,18 @@ def test_three_shards_one_table_in_input_order_with_selection_and_provenance(cgc
     assert rows[3]["status"] == rows[8]["status"] == "invalid" and rows[3]["reason"] and rows[8]["reason"]
     assert np.isnan(rows[3]["emt_energy"]) and not rows[3]["selected"]
 
-    # three jobs, all submitted before any finished, each a real cgcnn.predict that succeeded
+    # three jobs, each a real cgcnn.predict that succeeded, each submitted before the one before it
+    # finished; a shard's job reached the scheduler before the next shard was read
     calcs = [orm.load_node(s["calculations"][0]) for s in summary["shards"]]
     assert [len(s["calculations"]) for s in summary["shards"]] == [1, 1, 1]
     assert all(isinstance(c, orm.CalcJobNode) and c.process_class is PredictCalculation for c in calcs)
     assert all(c.is_finished_ok for c in calcs)
-    assert max(c.ctime for c in calcs) < min(c.mtime for c in calcs)
+    assert all(later.ctime < earlier.mtime for earlier, later in itertools.pairwise(calcs))
+    shard_calls = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    for k in (0, 1):
+        script = Path(calcs[k].outputs.remote_folder.get_remote_path()) / "_aiidasubmit.sh"
+        uploaded = datetime.fromtimestamp(script.stat().st_mtime, tz=timezone.utc)
+        assert uploaded < shard_calls[f"shard_{k + 1:04d}"].ctime
     assert [c.get_option("environment_variables")[SHARD_VARIABLE] for c in calcs] == ["0", "1", "2"]
 
     # the ensemble of the two members: its mean and spread for each structure
@@ -199,7 +209,7 @@ def test_a_failing_shard_is_retried_once_then_reported_with_the_others_intact(
     shard = next(link.node for link in calls if link.link_label == "shard_0000")
     inputs = shard.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
     assert [link.link_label for link in inputs] == ["uuids"]
-    assert inputs[0].node.get_list() == [n.uuid for n in nodes[:3]]
+    assert shard_uuids(inputs[0].node) == [n.uuid for n in nodes[:3]]
     query = orm.QueryBuilder()
     query.append(
         CrystalDatasetData, filters={"attributes.structure_uuids": {"contains": [nodes[7].uuid]}}, tag="d"

@@ -6,7 +6,7 @@ import pytest
 from aiida import orm
 from ase.build import bulk
 
-from aiida_cgcnn.calculations.functions.screen import _sqlite_session, screen_shard_by_uuid
+from aiida_cgcnn.calculations.functions.screen import _sqlite_session, screen_shard_by_uuid, shard_record
 from tests.aiida_screen.conftest import member_checkpoints, members  # noqa: F401
 from tests.aiida_screen.test_screen import (  # noqa: F401  (collected here, on this folder's profile)
     test_three_shards_one_table_in_input_order_with_selection_and_provenance,
@@ -25,7 +25,7 @@ def test_a_shard_by_uuid_reads_its_structures_through_querybuilder():
     nodes[1].label = "silicon"
     order = [nodes[2], nodes[0], nodes[1]]
     outputs = screen_shard_by_uuid(uuids=orm.List([n.uuid for n in order]))
-    record = outputs["structures"].get_dict()
+    record = shard_record(outputs["structures"])
     assert record["uuids"] == [n.uuid for n in order] and record["pks"] == [n.pk for n in order]
     assert record["labels"] == ["", "", "silicon"] and record["atoms"] == [4, 4, 8]
     assert record["invalid"] == {}

@@ -20,6 +20,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
+from ..._gc import without_gc
 from ...data.dataset import CrystalDatasetData
 from ...elements import MAX_ATOMIC_NUMBER, NOBLE_GASES
 from ...errors import InvalidStructureError
@@ -35,6 +36,8 @@ __all__ = [
     "screen_shard_by_uuid",
     "screening_table",
     "shard_link_label",
+    "shard_record",
+    "shard_uuids",
 ]
 
 #: The file of the table node.
@@ -102,8 +105,9 @@ def screen_shard(**structures: orm.StructureData) -> dict[str, orm.Data]:
     by one and compares each with those already added, which costs time in the square of the shard's
     size: :func:`screen_shard_by_uuid` is the one for large shards.
 
-    Outputs ``structures`` (``Dict``: ``uuids``, ``pks``, ``labels`` and ``atoms`` of every input in
-    order, and ``invalid``: UUID -> reason of those left out) and, when one structure is valid,
+    Outputs ``structures`` (``ArrayData``: arrays ``uuids``, ``pks``, ``labels`` and ``atoms`` of every
+    input in order, attribute ``invalid``: UUID -> reason of those left out; :func:`shard_record` reads
+    it) and, when one structure is valid,
     ``dataset`` (``CrystalDatasetData``; its ``skipped`` attribute lists the invalid ones, its
     ``structure_uuids`` attribute every structure of the shard).
     """
@@ -116,13 +120,16 @@ def screen_shard(**structures: orm.StructureData) -> dict[str, orm.Data]:
 
 
 @calcfunction
-def screen_shard_by_uuid(uuids: orm.List) -> dict[str, orm.Data]:
+def screen_shard_by_uuid(uuids: orm.List | orm.ArrayData) -> dict[str, orm.Data]:
     """:func:`screen_shard` of the stored structures whose UUIDs ``uuids`` lists (in that order), read
     with one query per thousand structures (their attributes, never a node object each) and not linked
     one by one: the time grows with the shard's size, not with its square. The structures are named by
     UUID in the input, in the ``structures`` output and in the dataset's ``structure_uuids`` attribute.
+
+    ``uuids`` is a ``List`` or an ``ArrayData`` with the array ``uuids`` (what the screen gives: a list
+    of 10^5 strings in a node's attributes costs aiida-core a second to clean, hash and store).
     """
-    wanted = [str(u) for u in uuids.get_list()]
+    wanted = shard_uuids(uuids)
     found = _structure_records(wanted)
     missing = [u for u in wanted if u not in found]
     if missing:
@@ -133,6 +140,28 @@ def screen_shard_by_uuid(uuids: orm.List) -> dict[str, orm.Data]:
     return _shard_outputs([found[u] for u in wanted])
 
 
+def shard_uuids(node: orm.List | orm.ArrayData) -> list[str]:
+    """The UUIDs a shard's ``uuids`` input lists, in order."""
+    if isinstance(node, orm.ArrayData):
+        return [str(u) for u in node.get_array("uuids")]
+    return [str(u) for u in node.get_list()]
+
+
+def shard_record(node: orm.ArrayData | orm.Dict) -> dict[str, t.Any]:
+    """A shard calcfunction's ``structures`` output as lists: ``uuids``, ``pks``, ``labels``, ``atoms``
+    of every structure in input order, and ``invalid`` (UUID -> reason)."""
+    if isinstance(node, orm.Dict):  # the output of screens made before it became arrays
+        return dict(node.get_dict())
+    return {
+        "uuids": node.get_array("uuids").tolist(),
+        "pks": node.get_array("pks").tolist(),
+        "labels": node.get_array("labels").tolist(),
+        "atoms": node.get_array("atoms").tolist(),
+        "invalid": dict(node.base.attributes.get("invalid", {})),
+    }
+
+
+@without_gc
 def _structure_records(uuids: list[str]) -> dict[str, tuple[str, int, str, dict[str, t.Any]]]:
     """UUID -> (uuid, pk, label, attributes) of the stored StructureData among ``uuids``.
 
@@ -178,6 +207,7 @@ def _sqlite_session() -> t.Any:
     return storage.get_session()
 
 
+@without_gc
 def group_structure_rows(group: orm.Group) -> list[tuple[int, str]]:
     """(pk, UUID) of the group's StructureData, by pk; on SQLite one plain SELECT, since QueryBuilder
     converts every projected value (1.5 s for 10^5 members)."""
@@ -210,6 +240,7 @@ def group_structures(group: orm.Group) -> orm.QueryBuilder:
     return query
 
 
+@without_gc
 def _structure_records_querybuilder(uuids: list[str]) -> dict[str, tuple[str, int, str, dict[str, t.Any]]]:
     found: dict[str, tuple[str, int, str, dict[str, t.Any]]] = {}
     for start in range(0, len(uuids), _QUERY_CHUNK):
@@ -234,17 +265,20 @@ except ImportError:  # pragma: no cover
 _QUERY_CHUNK = 1000
 
 
+@without_gc
 def _shard_outputs(records: list[tuple[str, int, str, dict[str, t.Any]]]) -> dict[str, orm.Data]:
     """The outputs of a shard's calcfunction from (uuid, pk, label, attributes) per structure."""
     uuids = [r[0] for r in records]
-    record: dict[str, list[t.Any]] = {
-        "uuids": uuids,
-        "pks": [r[1] for r in records],
-        "labels": [r[2] for r in records],
-        "atoms": [len(r[3].get("sites", [])) for r in records],
-    }
     dataset, invalid = _pack(uuids, [r[3] for r in records])
-    outputs: dict[str, orm.Data] = {"structures": orm.Dict({**record, "invalid": invalid})}
+    # arrays, not a Dict: aiida-core deep-copies, compares and hashes a Dict's lists item by item
+    # wherever the node is an input (seconds for a shard of 10^5); an array is hashed as bytes
+    structures = orm.ArrayData()
+    structures.set_array("uuids", np.array(uuids, dtype="U36"))
+    structures.set_array("pks", np.array([r[1] for r in records], dtype=np.int64))
+    structures.set_array("labels", np.array([r[2] for r in records], dtype=str))
+    structures.set_array("atoms", np.array([len(r[3].get("sites", [])) for r in records], dtype=np.int64))
+    structures.base.attributes.set("invalid", invalid)
+    outputs: dict[str, orm.Data] = {"structures": structures}
     if dataset is not None:
         dataset_node = CrystalDatasetData.from_dataset(dataset)
         dataset_node.base.attributes.set_many({"skipped": invalid, "structure_uuids": uuids})
@@ -401,6 +435,13 @@ def screening_table(criterion: orm.Dict, context: orm.Dict, **shards: orm.Data) 
     Outputs ``table`` (``SinglefileData`` ``screening.csv``, see :func:`read_screening_table`) and
     ``summary`` (``Dict``).
     """
+    return _screening_table(criterion, context, shards)
+
+
+@without_gc
+def _screening_table(
+    criterion: orm.Dict, context: orm.Dict, shards: dict[str, orm.Data]
+) -> dict[str, orm.Data]:
     spec = Criterion.from_dict(criterion.get_dict())
     info = context.get_dict()
     failed = {int(k): v for k, v in info.get("failed", {}).items()}
@@ -417,7 +458,7 @@ def screening_table(criterion: orm.Dict, context: orm.Dict, **shards: orm.Data) 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("values", "std", "values_per_atom", "std_per_atom")}
     basis_parts: list[np.ndarray] = []
     for k in indices:
-        record = t.cast(orm.Dict, shards[f"structures_{k:04d}"]).get_dict()
+        record = shard_record(t.cast("orm.ArrayData | orm.Dict", shards[f"structures_{k:04d}"]))
         n = len(record["uuids"])
         invalid = record["invalid"]
         predictions = t.cast("orm.ArrayData | None", shards.get(f"predictions_{k:04d}"))
