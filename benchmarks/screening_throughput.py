@@ -23,6 +23,7 @@ every ``aiida-cgcnn predict`` process, and of the process running the AiiDA engi
 
     OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py [-n 100000] [--seed 0] [--linked]
     OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py -n 100000 --bare-only  # (a) alone
+    OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py --poll-interval 5  # jobs polled every 5 s
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ def aiida_import(n: int, seed: int, root: Path) -> None:
     print(json.dumps({"import_s": time.perf_counter() - start}))
 
 
-def aiida_child(n: int, root: Path, linked: bool) -> None:
+def aiida_child(n: int, root: Path, linked: bool, poll_interval: float | None = None) -> None:
     """(b), second part, in a fresh process so that its peak memory is the engine's and the import's
     objects are not in its session: the screen of the stored group; prints one JSON line."""
     os.environ["AIIDA_PATH"] = str(root)
@@ -212,6 +213,8 @@ def aiida_child(n: int, root: Path, linked: bool) -> None:
     group = orm.load_group("screen-bench")
     computer = orm.load_computer("localhost")  # as `verdi presto` configured it
     computer.set_default_mpiprocs_per_machine(1)
+    if poll_interval is not None:
+        computer.set_minimum_job_poll_interval(poll_interval)
     poll_interval = computer.get_minimum_job_poll_interval()
     code = orm.InstalledCode(
         label="aiida-cgcnn",
@@ -288,7 +291,7 @@ def store(n: int, seed: int, work: Path) -> float:
     return float(json.loads(imported.stdout.strip().splitlines()[-1])["import_s"])
 
 
-def screened(n: int, seed: int, work: Path, linked: bool) -> dict:
+def screened(n: int, seed: int, work: Path, linked: bool, poll_interval: float | None) -> dict:
     """(b): the screen of the stored structures in a fresh child process, with the peak memory of
     its ``cgcnn.predict`` jobs."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -296,7 +299,12 @@ def screened(n: int, seed: int, work: Path, linked: bool) -> dict:
     monitor = PeakMemory(("aiida-cgcnn", "predict"), work)
     monitor.start()
     child = subprocess.Popen(
-        [*command, "--aiida-child", *(["--linked"] if linked else [])],
+        [
+            *command,
+            "--aiida-child",
+            *(["--linked"] if linked else []),
+            *(["--poll-interval", str(poll_interval)] if poll_interval is not None else []),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -323,6 +331,11 @@ def main() -> None:
         help="link_structures=True: each structure an input of its shard calcfunction (slow for big shards)",
     )
     parser.add_argument(
+        "--poll-interval",
+        type=float,
+        help="seconds between the localhost computer's job polls [as `verdi presto` sets it: 1]",
+    )
+    parser.add_argument(
         "--bare-only", action="store_true", help="only (a): the command's throughput and memory at large N"
     )
     args = parser.parse_args()
@@ -330,7 +343,7 @@ def main() -> None:
         aiida_import(args.n, args.seed, args.work)
         return
     if args.aiida_child:
-        aiida_child(args.n, args.work, args.linked)
+        aiida_child(args.n, args.work, args.linked, args.poll_interval)
         return
     with tempfile.TemporaryDirectory(prefix="screen-bench-") as tmp:
         work = Path(tmp)
@@ -354,7 +367,7 @@ def main() -> None:
             bare_only["bare"] = {**a, "structures_per_s": args.n / a["wall_s"]}
             write_results(args.name, {**bare_only, "generate_s": generated, "predicted": len(reference)})
             return
-        b = screened(args.n, args.seed, work / "aiida", args.linked)
+        b = screened(args.n, args.seed, work / "aiida", args.linked, args.poll_interval)
         b["import_s"] = imported
         print(f"(b) cgcnn.screen: {b['wall_s']:.1f} s", flush=True)
         # (a) again after (b): the machine's drift shows, and the share uses the mean of the two
