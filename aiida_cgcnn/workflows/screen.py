@@ -16,7 +16,6 @@ import asyncio
 import time
 from typing import Any, cast
 
-import numpy as np
 from aiida import orm
 from aiida.common.exceptions import MultipleObjectsError, NotExistent
 from aiida.engine import ExitCode, WorkChain, append_, if_, while_
@@ -31,6 +30,7 @@ from ..calculations.functions.screen import (
     screen_shard_by_uuid,
     screening_table,
     shard_link_label,
+    shard_uuids_node,
 )
 from ..calculations.predict import PredictCalculation
 from ..data.ensemble import EnsembleData
@@ -383,8 +383,7 @@ class ScreenWorkChain(WorkChain):
                 inputs = {shard_link_label(position + k): node for k, node in enumerate(chunk)}
                 outputs = screen_shard(**inputs, metadata=metadata)  # type: ignore[arg-type]
             else:
-                uuids = orm.ArrayData()
-                uuids.set_array("uuids", np.array(chunk, dtype="U36"))
+                uuids = shard_uuids_node(chunk)
                 outputs = screen_shard_by_uuid(uuids=uuids, metadata=metadata)  # type: ignore[call-arg]
             position += len(chunk)
             shard = {

@@ -121,13 +121,12 @@ def test_group_rows_are_its_structures_by_pk(aiida_profile):
 def test_a_shard_by_uuid_takes_a_list_or_an_array(aiida_profile):
     """The screen hands a shard's UUIDs over as an array; a List gives the same shard: the structures
     in the order asked with their pks, labels and atom counts, as arrays, and the same dataset."""
-    from aiida_cgcnn.calculations.functions.screen import screen_shard_by_uuid, shard_record
+    from aiida_cgcnn.calculations.functions.screen import screen_shard_by_uuid, shard_record, shard_uuids_node
 
     nodes = [orm.StructureData(ase=bulk(e, cubic=True)).store() for e in ("Cu", "Si", "Al")]
     nodes[1].label = "silicon"
     order = [n.uuid for n in (nodes[2], nodes[0], nodes[1])]
-    array = orm.ArrayData()
-    array.set_array("uuids", np.array(order))
+    array = shard_uuids_node(order)
     by_list, by_array = screen_shard_by_uuid(uuids=orm.List(order)), screen_shard_by_uuid(uuids=array)
     assert isinstance(by_array["structures"], orm.ArrayData)
     record = shard_record(by_array["structures"])

@@ -38,6 +38,7 @@ __all__ = [
     "shard_link_label",
     "shard_record",
     "shard_uuids",
+    "shard_uuids_node",
 ]
 
 #: The file of the table node.
@@ -140,10 +141,17 @@ def screen_shard_by_uuid(uuids: orm.List | orm.ArrayData) -> dict[str, orm.Data]
     return _shard_outputs([found[u] for u in wanted])
 
 
+def shard_uuids_node(uuids: list[str]) -> orm.ArrayData:
+    """The ``uuids`` input of :func:`screen_shard_by_uuid` for ``uuids``, in order."""
+    node = orm.ArrayData()
+    node.set_array("uuids", np.array(uuids, dtype=str))
+    return node
+
+
 def shard_uuids(node: orm.List | orm.ArrayData) -> list[str]:
     """The UUIDs a shard's ``uuids`` input lists, in order."""
     if isinstance(node, orm.ArrayData):
-        return [str(u) for u in node.get_array("uuids")]
+        return [str(u) for u in node.get_array("uuids").tolist()]
     return [str(u) for u in node.get_list()]
 
 
@@ -273,7 +281,7 @@ def _shard_outputs(records: list[tuple[str, int, str, dict[str, t.Any]]]) -> dic
     # arrays, not a Dict: aiida-core deep-copies, compares and hashes a Dict's lists item by item
     # wherever the node is an input (seconds for a shard of 10^5); an array is hashed as bytes
     structures = orm.ArrayData()
-    structures.set_array("uuids", np.array(uuids, dtype="U36"))
+    structures.set_array("uuids", np.array(uuids, dtype=str))
     structures.set_array("pks", np.array([r[1] for r in records], dtype=np.int64))
     structures.set_array("labels", np.array([r[2] for r in records], dtype=str))
     structures.set_array("atoms", np.array([len(r[3].get("sites", [])) for r in records], dtype=np.int64))
