@@ -10,7 +10,7 @@ The rule by which a prediction is found, whoever made it:
 * a batch prediction is the ``predictions`` array of a finished ``cgcnn.predict`` CalcJob, one row
   per dataset id; a dataset built from stored structures (``dataset_from_structures``) has their
   UUIDs as ids and the structures among the inputs of its creator, or, for the large shards of
-  ``cgcnn.screen``, names them in its ``structure_uuids`` attribute instead of linking them.
+  ``cgcnn.screen``, names them (``CrystalDatasetData.name_structures``) instead of linking them.
 
 No process or function name is looked at, so a new caller that records a ``PredictionData`` is found too.
 """
@@ -220,11 +220,7 @@ def find_predictions(structure: orm.StructureData, derived: bool = True) -> list
     linked.append(CrystalDatasetData, with_incoming="build", tag="dataset")
     # datasets that name their structures instead of linking them (cgcnn.screen, link_structures False)
     named = orm.QueryBuilder()
-    named.append(
-        CrystalDatasetData,
-        filters={"or": [{"attributes.structure_uuids": {"contains": [uuid]}} for uuid in uuids]},
-        tag="dataset",
-    )
+    named.append(CrystalDatasetData, filters=CrystalDatasetData.naming(uuids), tag="dataset")
     done = set()
     for query in (linked, named):
         for calculation, model, predictions in _batch_predictions(query).all():

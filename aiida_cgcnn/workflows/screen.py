@@ -220,8 +220,9 @@ class ScreenWorkChain(WorkChain):
             serializer=orm.to_aiida_type,
             help="Link every structure to the calcfunction that makes its shard's dataset [False]. "
             "aiida-core's linking costs time in the square of the shard's size, so by default each "
-            "shard's calcfunction takes a List of the UUIDs and the dataset names them in its "
-            "structure_uuids attribute; find_predictions finds a structure's prediction either way.",
+            "shard's calcfunction takes the UUIDs and the dataset names them "
+            "(CrystalDatasetData.name_structures); find_predictions finds a structure's prediction "
+            "either way.",
         )
         spec.input(
             "selected_group",
@@ -395,6 +396,8 @@ class ScreenWorkChain(WorkChain):
             self.ctx.shards.append(shard)
             # each job as soon as its shard is made: it runs while the next shard is read
             submitted = self._submit(shard) if shard["dataset"] is not None else None
+        if submitted is not None:  # the last one too: before the step's checkpoint, not after it
+            _let_start(submitted)
         self.report(
             f"{position} structures in {len(self.ctx.shards)} shard(s) "
             f"of at most {self.inputs.shard_size.value}"

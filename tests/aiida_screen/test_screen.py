@@ -211,12 +211,10 @@ def test_a_failing_shard_is_retried_once_then_reported_with_the_others_intact(
     assert [link.link_label for link in inputs] == ["uuids"]
     assert shard_uuids(inputs[0].node) == [n.uuid for n in nodes[:3]]
     query = orm.QueryBuilder()
-    query.append(
-        CrystalDatasetData, filters={"attributes.structure_uuids": {"contains": [nodes[7].uuid]}}, tag="d"
-    )
+    query.append(CrystalDatasetData, filters=CrystalDatasetData.naming([nodes[7].uuid]), tag="d")
     query.append(PredictCalculation, with_incoming="d", filters={"attributes.exit_status": 0}, project="uuid")
     assert query.all(flat=True) == [jobs[2][1].uuid]
-    # no link from the structures, yet find_predictions finds the row by the dataset's structure_uuids
+    # no link from the structures, yet find_predictions finds the row by the UUIDs the dataset names
     (record,) = find_predictions(nodes[7], derived=False)
     assert record.process_uuid == jobs[2][1].uuid and record.structure_uuid == nodes[7].uuid
     assert record.values["emt_energy"] == pytest.approx(values[7], rel=1e-6)

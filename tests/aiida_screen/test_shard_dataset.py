@@ -134,4 +134,36 @@ def test_a_shard_by_uuid_takes_a_list_or_an_array(aiida_profile):
     assert record["uuids"] == order and record["labels"] == ["", "", "silicon"]
     assert record["pks"] == [orm.load_node(u).pk for u in order] and record["atoms"] == [4, 4, 8]
     assert by_array["dataset"].sha256 == by_list["dataset"].sha256
-    assert by_array["dataset"].base.attributes.get("structure_uuids") == order
+    assert by_array["dataset"].named_structures == order
+
+
+def test_datasets_are_found_by_the_structures_they_name(aiida_profile):
+    """A shard's dataset names its structures in one string attribute; a dataset of an older screen
+    names them in a list attribute. The filter finds each by any of its structures and no other."""
+    from aiida_cgcnn.data.dataset import CrystalDatasetData
+
+    def dataset(symbol: str) -> CrystalDatasetData:
+        structure = orm.StructureData(ase=bulk(symbol, cubic=True)).store()
+        from aiida_cgcnn.calculations.functions.screen import screen_shard_by_uuid
+
+        return screen_shard_by_uuid(uuids=orm.List([structure.uuid]))["dataset"]
+
+    new, other = dataset("Cu"), dataset("Al")
+    old = CrystalDatasetData.from_dataset(new.get_dataset())
+    named = [orm.StructureData(ase=bulk("Si", cubic=True)).store().uuid for _ in range(3)]
+    old.base.attributes.set("structure_uuids", named)  # the list form
+    old.store()
+    assert old.named_structures == named and other.named_structures != new.named_structures
+
+    def found(uuids: list[str]) -> set[int]:
+        query = orm.QueryBuilder().append(
+            CrystalDatasetData, filters=CrystalDatasetData.naming(uuids), project="id"
+        )
+        return set(query.all(flat=True)) & {new.pk, other.pk, old.pk}
+
+    assert found(new.named_structures) == {new.pk}
+    assert found([named[1]]) == {old.pk}
+    assert found([named[2], *other.named_structures]) == {old.pk, other.pk}
+    assert found([]) == set()
+    with pytest.raises(ValueError, match="is not a UUID"):
+        CrystalDatasetData.naming(["%"])

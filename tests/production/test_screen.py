@@ -7,6 +7,7 @@ from aiida import orm
 from ase.build import bulk
 
 from aiida_cgcnn.calculations.functions.screen import _sqlite_session, screen_shard_by_uuid, shard_record
+from aiida_cgcnn.data.dataset import CrystalDatasetData
 from tests.aiida_screen.conftest import member_checkpoints, members  # noqa: F401
 from tests.aiida_screen.test_screen import (  # noqa: F401  (collected here, on this folder's profile)
     test_three_shards_one_table_in_input_order_with_selection_and_provenance,
@@ -29,7 +30,12 @@ def test_a_shard_by_uuid_reads_its_structures_through_querybuilder():
     assert record["uuids"] == [n.uuid for n in order] and record["pks"] == [n.pk for n in order]
     assert record["labels"] == ["", "", "silicon"] and record["atoms"] == [4, 4, 8]
     assert record["invalid"] == {}
-    assert outputs["dataset"].base.attributes.get("structure_uuids") == [n.uuid for n in order]
+    assert outputs["dataset"].named_structures == [n.uuid for n in order]
+    # the LIKE filter on PostgreSQL's JSONB finds the shard by any of its structures, and only it
+    query = orm.QueryBuilder().append(
+        CrystalDatasetData, filters=CrystalDatasetData.naming([nodes[0].uuid]), project="id"
+    )
+    assert query.all(flat=True) == [outputs["dataset"].pk]
 
     other = orm.Int(1).store()
     with pytest.raises(ValueError, match=f"no stored StructureData, e.g. {other.uuid}"):

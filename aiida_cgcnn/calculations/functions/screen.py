@@ -11,6 +11,7 @@ criterion; :func:`read_screening_table` reads it back.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -75,9 +76,9 @@ def crystal_from_attributes(sid: str, attributes: dict[str, t.Any]) -> Crystal:
 def _kind_numbers(sid: str, attributes: dict[str, t.Any]) -> dict[str, int]:
     """Kind name -> atomic number of a periodic, ordered ``StructureData``'s attributes; raises
     :class:`InvalidStructureError`."""
-    from ase.data import atomic_numbers
-
-    if not all(attributes.get(f"pbc{k}", True) for k in (1, 2, 3)):
+    atomic_numbers = _atomic_numbers()
+    get = attributes.get  # once per structure of a shard of 10^5: no generator, no import
+    if not (get("pbc1", True) and get("pbc2", True) and get("pbc3", True)):
         raise InvalidStructureError(sid, "is not periodic in all three directions", "give it a 3D cell")
     kinds = {}
     for kind in attributes.get("kinds", []):
@@ -96,6 +97,13 @@ def _kind_numbers(sid: str, attributes: dict[str, t.Any]) -> dict[str, int]:
     return kinds
 
 
+@functools.cache
+def _atomic_numbers() -> dict[str, int]:
+    from ase.data import atomic_numbers
+
+    return dict(atomic_numbers)
+
+
 @calcfunction
 def screen_shard(**structures: orm.StructureData) -> dict[str, orm.Data]:
     """The dataset one ``cgcnn.predict`` job of a screen reads: ``structures`` (link labels
@@ -109,8 +117,8 @@ def screen_shard(**structures: orm.StructureData) -> dict[str, orm.Data]:
     Outputs ``structures`` (``ArrayData``: arrays ``uuids``, ``pks``, ``labels`` and ``atoms`` of every
     input in order, attribute ``invalid``: UUID -> reason of those left out; :func:`shard_record` reads
     it) and, when one structure is valid,
-    ``dataset`` (``CrystalDatasetData``; its ``skipped`` attribute lists the invalid ones, its
-    ``structure_uuids`` attribute every structure of the shard).
+    ``dataset`` (``CrystalDatasetData``; its ``skipped`` attribute lists the invalid ones, and it names
+    every structure of the shard: :meth:`~aiida_cgcnn.data.dataset.CrystalDatasetData.name_structures`).
     """
     records = []
     for label in sorted(structures):
@@ -125,12 +133,19 @@ def screen_shard_by_uuid(uuids: orm.List | orm.ArrayData) -> dict[str, orm.Data]
     """:func:`screen_shard` of the stored structures whose UUIDs ``uuids`` lists (in that order), read
     with one query per thousand structures (their attributes, never a node object each) and not linked
     one by one: the time grows with the shard's size, not with its square. The structures are named by
-    UUID in the input, in the ``structures`` output and in the dataset's ``structure_uuids`` attribute.
+    UUID in the input, in the ``structures`` output and by the dataset
+    (:meth:`~aiida_cgcnn.data.dataset.CrystalDatasetData.name_structures`).
 
     ``uuids`` is a ``List`` or an ``ArrayData`` with the array ``uuids`` (what the screen gives: a list
     of 10^5 strings in a node's attributes costs aiida-core a second to clean, hash and store).
     """
-    wanted = shard_uuids(uuids)
+    return _shard_by_uuid(shard_uuids(uuids))
+
+
+@without_gc
+def _shard_by_uuid(wanted: list[str]) -> dict[str, orm.Data]:
+    # the decoded attributes are freed before the collector is on again: were they alive then, its
+    # next passes would walk their millions of objects (half a second per shard of 5*10^4)
     found = _structure_records(wanted)
     missing = [u for u in wanted if u not in found]
     if missing:
@@ -289,7 +304,8 @@ def _shard_outputs(records: list[tuple[str, int, str, dict[str, t.Any]]]) -> dic
     outputs: dict[str, orm.Data] = {"structures": structures}
     if dataset is not None:
         dataset_node = CrystalDatasetData.from_dataset(dataset)
-        dataset_node.base.attributes.set_many({"skipped": invalid, "structure_uuids": uuids})
+        dataset_node.base.attributes.set("skipped", invalid)
+        dataset_node.name_structures(uuids)
         outputs["dataset"] = dataset_node
     return outputs
 
