@@ -413,8 +413,12 @@ def main() -> None:
             "aiida_share_runs": shares,
             "import_s": imported,
         }
-        differences = [np.max(np.abs(np.asarray(sc["values"]) - reference)) for sc in screens]
-        b["values"] = screens[int(np.argmax(differences))]["values"]  # the one furthest from (a)
+
+        def distance(screen: dict) -> float:  # a screen that lost rows is the furthest
+            values = np.asarray(screen["values"])
+            return float(np.max(np.abs(values - reference))) if len(values) == len(reference) else math.inf
+
+        b["values"] = max(screens, key=distance)["values"]  # the one furthest from (a)
     values = np.asarray(b.pop("values"))
     results = {
         "structures": args.n,

@@ -375,10 +375,7 @@ class ScreenWorkChain(WorkChain):
                 f"linking up to {self.inputs.shard_size.value} structures per shard: aiida-core's cost grows "
                 "with the square of that number; for large groups give link_structures False"
             )
-        submitted: orm.CalcJobNode | None = None
         for index, chunk in enumerate(self._shards()):
-            if submitted is not None:
-                _let_start(submitted)
             metadata = {"call_link_label": f"shard_{index:04d}", "label": f"screen shard {index}"}
             if self.inputs.link_structures.value:
                 inputs = {shard_link_label(position + k): node for k, node in enumerate(chunk)}
@@ -394,10 +391,10 @@ class ScreenWorkChain(WorkChain):
                 "dataset": outputs.get("dataset"),
             }
             self.ctx.shards.append(shard)
-            # each job as soon as its shard is made: it runs while the next shard is read
-            submitted = self._submit(shard) if shard["dataset"] is not None else None
-        if submitted is not None:  # the last one too: before the step's checkpoint, not after it
-            _let_start(submitted)
+            # each job as soon as its shard is made and started before the next shard is read (the
+            # last one before the step's checkpoint): it runs meanwhile
+            if shard["dataset"] is not None:
+                _let_start(self._submit(shard))
         self.report(
             f"{position} structures in {len(self.ctx.shards)} shard(s) "
             f"of at most {self.inputs.shard_size.value}"

@@ -140,12 +140,11 @@ def test_a_shard_by_uuid_takes_a_list_or_an_array(aiida_profile):
 def test_datasets_are_found_by_the_structures_they_name(aiida_profile):
     """A shard's dataset names its structures in one string attribute; a dataset of an older screen
     names them in a list attribute. The filter finds each by any of its structures and no other."""
+    from aiida_cgcnn.calculations.functions.screen import screen_shard_by_uuid
     from aiida_cgcnn.data.dataset import CrystalDatasetData
 
     def dataset(symbol: str) -> CrystalDatasetData:
         structure = orm.StructureData(ase=bulk(symbol, cubic=True)).store()
-        from aiida_cgcnn.calculations.functions.screen import screen_shard_by_uuid
-
         return screen_shard_by_uuid(uuids=orm.List([structure.uuid]))["dataset"]
 
     new, other = dataset("Cu"), dataset("Al")
