@@ -1,8 +1,8 @@
 """``cgcnn.hyperparameter_search`` submitted to the daemon (ZeroMQ broker, localhost computer), the daemon
-restarted (stop, start: what ``verdi daemon restart`` runs) while the search's first wave of training
-work chains waits on its jobs: the search continues from its checkpoint to the end, and no trial is run
-twice (every (trial, epochs) training is one work chain with one calculation, re-attached to the job it
-had submitted before the restart)."""
+restarted with its broker (stop, start: what ``verdi daemon restart`` runs on a presto profile) while
+the search's first wave of training work chains waits on its jobs: the search continues from its
+checkpoint to the end, and no trial is run twice (every (trial, epochs) training is one work chain with
+one calculation, re-attached to the job it had submitted before the restart)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from aiida.engine import ProcessState, submit
 
 from aiida_cgcnn.workflows.train import TrainWorkChain
 from tests.aiida_search.test_search_workchain import builder_for
+from tests.daemon.conftest import start_daemon_with_its_broker, stop_daemon_with_its_broker
 from tests.daemon.test_fault_worker_killed import _all_terminated, _calcs, _wait
 
 pytestmark = pytest.mark.slow
@@ -71,14 +72,13 @@ def test_a_search_continues_across_a_daemon_restart_and_runs_no_trial_twice(
     _wait(first_wave, 600, "the search's first wave of jobs", client)
     before = seen["jobs"]
     assert before is not None and len(before) == MAX_CONCURRENT
-    client.stop_daemon(wait=True)
-    _wait(lambda: not client.is_daemon_running, 120, "the daemon to stop", client)
+    stop_daemon_with_its_broker(client)
     restarted = time.time()
     # stopped in the middle of the search, which waits on its trainings
     assert _state(search) == ProcessState.WAITING.value
     unfinished = [label for label, chain in _trainings(search).items() if not _all_terminated([chain.pk])]
     print(f"daemon stopped with {sorted(unfinished)} of the first wave {sorted(before)} unfinished")
-    client.start_daemon()
+    start_daemon_with_its_broker(client)
 
     _wait(lambda: _all_terminated([search]), 900, "the search to finish", client)
     node = orm.load_node(search)
