@@ -4,6 +4,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -39,12 +40,12 @@ def stop_daemon_with_its_broker(client: DaemonClient, timeout: float = 120) -> N
     from aiida.manage import get_manager
 
     client.stop_daemon(wait=True)
-    _await(lambda: not client.is_daemon_running, timeout, "the daemon to stop")
+    _wait(lambda: not client.is_daemon_running, timeout, "the daemon to stop", client)
     broker = ZeromqBroker(client.profile)
     pid = broker._get_service_pid()
     if pid is not None and broker.check_service_reachable():
         os.kill(pid, signal.SIGINT)  # the service's own graceful stop; it removes its PID file last
-        _await(lambda: not broker.check_service_reachable(), timeout, "the broker to stop")
+        _wait(lambda: not broker.check_service_reachable(), timeout, "the broker to stop", client)
     # this process's communicator is connected to the stopped broker's socket: a new one on demand
     manager = get_manager()
     manager.reset_runner()
@@ -56,12 +57,25 @@ def start_daemon_with_its_broker(client: DaemonClient, timeout: float = 120) -> 
     from aiida.brokers.zeromq import ZeromqBroker
 
     client.start_daemon()
-    _await(ZeromqBroker(client.profile).check_service_reachable, timeout, "the daemon's broker to start")
+    broker = ZeromqBroker(client.profile)
+    _wait(broker.check_service_reachable, timeout, "the daemon's broker to start", client)
 
 
-def _await(condition: Callable[[], object], timeout: float, what: str) -> None:
+def _wait(condition: Callable[[], object], timeout: float, what: str, client: DaemonClient) -> None:
+    """Poll until ``condition()``; on timeout, fail with the tails of the daemon's and broker's logs."""
+    from aiida.brokers.zeromq import ZeromqBroker
+    from aiida.manage.configuration import get_config
+
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            with open(client.daemon_log_file, encoding="utf-8") as log:
+                tail = log.read()[-5000:]
+            broker = ZeromqBroker(client.profile)
+            log_file = Path(get_config().filepaths(client.profile)["broker_service"]["log"])
+            broker_tail = log_file.read_text(encoding="utf-8")[-3000:] if log_file.exists() else ""
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what}; daemon log:\n{tail}\n"
+                f"broker: {broker.probe_service_status()}; its log:\n{broker_tail}"
+            )
         time.sleep(0.5)

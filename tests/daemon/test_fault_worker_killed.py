@@ -17,19 +17,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import psutil
 import pytest
 from aiida import orm
-from aiida.brokers.zeromq import ZeromqBroker
 from aiida.engine import ProcessState, submit
 from aiida.engine.daemon.client import DaemonClient
-from aiida.manage.configuration import get_config
 
-from tests.daemon.conftest import start_daemon_with_its_broker, stop_daemon_with_its_broker
+from tests.daemon.conftest import _wait, start_daemon_with_its_broker, stop_daemon_with_its_broker
 from tests.faults import chain
 
 pytestmark = pytest.mark.slow
@@ -40,22 +35,6 @@ EPOCHS = 25
 #: what a finished TrainCalculation creates (a training with a test split also writes its predictions)
 OUTPUTS = {"remote_folder", "retrieved", "model", "metrics", "learning_curve", "test_predictions"}
 ACTIVE = [ProcessState.CREATED.value, ProcessState.WAITING.value, ProcessState.RUNNING.value]
-
-
-def _wait(condition: Callable[[], object], timeout: float, what: str, client: DaemonClient) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            with open(client.daemon_log_file, encoding="utf-8") as log:
-                tail = log.read()[-5000:]
-            broker = ZeromqBroker(client.profile)
-            log_file = Path(get_config().filepaths(client.profile)["broker_service"]["log"])
-            broker_tail = log_file.read_text(encoding="utf-8")[-3000:] if log_file.exists() else ""
-            raise AssertionError(
-                f"timed out after {timeout} s waiting for {what}; daemon log:\n{tail}\n"
-                f"broker: {broker.probe_service_status()}; its log:\n{broker_tail}"
-            )
-        time.sleep(0.5)
 
 
 def _calcs(chain_pk: int) -> list[orm.CalcJobNode]:

@@ -17,8 +17,8 @@ from aiida.engine import ProcessState, submit
 
 from aiida_cgcnn.workflows.train import TrainWorkChain
 from tests.aiida_search.test_search_workchain import builder_for
-from tests.daemon.conftest import start_daemon_with_its_broker, stop_daemon_with_its_broker
-from tests.daemon.test_fault_worker_killed import _all_terminated, _calcs, _wait
+from tests.daemon.conftest import _wait, start_daemon_with_its_broker, stop_daemon_with_its_broker
+from tests.daemon.test_fault_worker_killed import _all_terminated, _calcs
 
 pytestmark = pytest.mark.slow
 
