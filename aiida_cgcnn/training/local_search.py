@@ -74,6 +74,8 @@ class LocalSearch:
         train.setdefault("seed", self.seed)
         self.base["train"] = train
         self.running: list[_Segment] = []
+        self._usage_before: dict[str, Any] = {}
+        self._started = time.monotonic()
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -128,7 +130,9 @@ class LocalSearch:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._load_state()
         self._prepare_data()
-        start = time.monotonic()
+        # usage is written after every training, so a search stopped from outside keeps its accounting
+        self._usage_before = self._earlier_usage()
+        self._started = time.monotonic()
         # trials a stopped search left running go on from their last checkpoint
         pending = [
             (r["number"], self.study.rungs.after(r["epochs"]))
@@ -151,7 +155,7 @@ class LocalSearch:
         finally:
             for segment in self.running:
                 segment.process.terminate()
-        return self._finish(time.monotonic() - start)
+        return self._finish()
 
     def _trial_dir(self, number: int) -> Path:
         return self.directory / f"trial-{number:04d}"
@@ -212,17 +216,18 @@ class LocalSearch:
                 self.echo(
                     f"trial {number}: epoch {epochs}, validation {self.study.metric} {score:.4g}: {decision}"
                 )
+        self._record_usage()  # before the state: whoever sees the trial told sees its CPU time counted
         self._save_state()
         return decision
 
     # --- results --------------------------------------------------------------------------------
 
-    def _finish(self, wall_s: float) -> dict[str, Any]:
+    def _finish(self) -> dict[str, Any]:
         write_trials_csv(self.study, self.directory / "trials.csv")
         importances = self.study.importances()
         plot_search(self.study, importances, self.directory / "search.png")
         best = self.study.best()
-        usage = self._add_usage(wall_s)
+        usage = self._record_usage()
         summary: dict[str, Any] = {
             "trials": len(self.study.records),
             "states": {s: self.study.count(s) for s in ("complete", "pruned", "failed", "running")},
@@ -250,11 +255,10 @@ class LocalSearch:
         write_atomically(self.directory / "summary.json", json.dumps(summary, indent=1, default=float))
         return summary
 
-    def _add_usage(self, wall_s: float) -> dict[str, Any]:
-        """Wall time and the trainings' CPU time of this run added to those of the earlier runs of the
-        same search (a stopped search that went on): ``usage.json``."""
-        path = self.directory / "usage.json"
-        before = _read_json(path)
+    def _earlier_usage(self) -> dict[str, Any]:
+        """Wall time, the trainings' CPU time and the number of runs of the earlier runs of this search
+        (a stopped search that went on)."""
+        before = _read_json(self.directory / "usage.json")
         if not before:  # an earlier run's summary, before usage.json was kept
             summary = _read_json(self.directory / "summary.json")
             before = {
@@ -262,13 +266,18 @@ class LocalSearch:
                 "cpu_hours": summary.get("cpu_hours_children", 0.0),
                 "invocations": 1 if summary else 0,
             }
+        return before
+
+    def _record_usage(self) -> dict[str, Any]:
+        """This run's figures so far added to the earlier runs': ``usage.json``."""
+        before = self._usage_before
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         usage = {
-            "wall_time_s": before["wall_time_s"] + wall_s,
+            "wall_time_s": before["wall_time_s"] + time.monotonic() - self._started,
             "cpu_hours": before["cpu_hours"] + (children.ru_utime + children.ru_stime) / 3600,
             "invocations": before["invocations"] + 1,
         }
-        write_atomically(path, json.dumps(usage, indent=1))
+        write_atomically(self.directory / "usage.json", json.dumps(usage, indent=1))
         return usage
 
     def _evaluate_test(self, checkpoint: Path) -> dict[str, float]:

@@ -4,8 +4,11 @@ and a stopped search goes on from its ``study.json``."""
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -35,13 +38,16 @@ def inputs(tmp_path_factory):
     return folder
 
 
-def search(inputs, out, *extra):
-    command = [
+def search_command(inputs, out, *extra):
+    return [
         sys.executable, "-m", "aiida_cgcnn.cli", "search", str(inputs / "alloys.npz"), "-o", str(out),
         "--space", str(inputs / "space.yaml"), "--config", str(inputs / "base.json"),
         "--min-epochs", "1", "--max-epochs", "4", "--reduction-factor", "2", "--jobs", "2", *extra,
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def search(inputs, out, *extra):
+    return subprocess.run(search_command(inputs, out, *extra), capture_output=True, text=True, timeout=900)
 
 
 def test_a_search_runs_trials_in_parallel_processes_and_evaluates_the_test_part_once(inputs, tmp_path):
@@ -107,3 +113,33 @@ def test_a_search_runs_trials_in_parallel_processes_and_evaluates_the_test_part_
     other = search(inputs, out, "--trials", "5", "--sampler", "random")
     assert other.returncode == 4
     assert "holds a search with other settings (sampler)" in other.stderr
+
+
+def test_a_search_killed_from_outside_keeps_the_accounting_of_the_trainings_it_finished(inputs, tmp_path):
+    out = tmp_path / "killed"
+    command = search_command(inputs, out, "--trials", "3")
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    told = []
+    deadline = time.monotonic() + 600
+    while not told and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            records = json.loads((out / "study.json").read_text())["records"]
+        except (OSError, ValueError):  # not written yet
+            continue
+        told = [r for r in records if r.get("scores")]
+    assert told, "no training finished"
+    os.killpg(process.pid, signal.SIGKILL)  # the search and its trainings, as a lost node would
+    process.wait()
+    assert not (out / "summary.json").exists()
+    usage = json.loads((out / "usage.json").read_text())
+    assert usage["invocations"] == 1 and usage["cpu_hours"] > 0 and usage["wall_time_s"] > 0
+
+    # going on, the killed run's figures are counted with the new run's
+    more = search(inputs, out, "--trials", "3")
+    assert more.returncode == 0, more.stdout + more.stderr
+    total = json.loads((out / "summary.json").read_text())
+    assert total["invocations"] == 2
+    assert total["cpu_hours_children"] > usage["cpu_hours"] and total["wall_time_s"] > usage["wall_time_s"]
