@@ -206,7 +206,9 @@ def aiida_import(n: int, seed: int, root: Path) -> None:
     print(json.dumps({"import_s": time.perf_counter() - start}))
 
 
-def aiida_child(n: int, root: Path, linked: bool, poll_interval: float | None = None) -> None:
+def aiida_child(
+    n: int, root: Path, linked: bool, poll_interval: float = 1.0, login_shell: bool = True
+) -> None:
     """(b), second part, in a fresh process so that its peak memory is the engine's and the import's
     objects are not in its session: the screen of the stored group; prints one JSON line."""
     os.environ["AIIDA_PATH"] = str(root)
@@ -219,9 +221,11 @@ def aiida_child(n: int, root: Path, linked: bool, poll_interval: float | None = 
     group = orm.load_group("screen-bench")
     computer = orm.load_computer("localhost")  # as `verdi presto` configured it
     computer.set_default_mpiprocs_per_machine(1)
-    if poll_interval is not None:
-        computer.set_minimum_job_poll_interval(poll_interval)
-    poll_interval = computer.get_minimum_job_poll_interval()
+    # set every run: a kept profile holds what the last run set
+    computer.set_minimum_job_poll_interval(poll_interval)
+    # each job poll runs the scheduler's command through the transport's shell: a login shell reads
+    # the user's profile (pyenv's or conda's set-up) every time
+    computer.configure(use_login_shell=login_shell)
     code = orm.InstalledCode(
         label="aiida-cgcnn",
         computer=computer,
@@ -233,6 +237,14 @@ def aiida_child(n: int, root: Path, linked: bool, poll_interval: float | None = 
     from aiida_cgcnn.data.pretrained import import_pretrained
 
     import_pretrained(MODEL)
+    import resource
+
+    def cpu_s(who: int) -> float:
+        usage = resource.getrusage(who)
+        return usage.ru_utime + usage.ru_stime
+
+    # the engine's own CPU time and its commands' (the job polls; the jobs themselves are detached)
+    cpu_before = cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     results, node = run_get_node(
         ScreenWorkChain,
@@ -245,13 +257,13 @@ def aiida_child(n: int, root: Path, linked: bool, poll_interval: float | None = 
         predict={"metadata": {"options": {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}}}},
     )
     screened = time.perf_counter() - start
+    engine_cpu = cpu_s(resource.RUSAGE_SELF) - cpu_before[0], cpu_s(resource.RUSAGE_CHILDREN) - cpu_before[1]
     if not node.is_finished_ok:
         sys.exit(f"cgcnn.screen failed: exit status {node.exit_status} {node.exit_message}")
     from aiida_cgcnn.calculations.functions.screen import read_screening_table
 
     _, _, rows = read_screening_table(results["table"])
     values = [row[TARGET] for row in rows]
-    import resource
 
     # where the time went: each kind of child process, from its creation to its last change
     phases: dict[str, dict[str, float]] = {}
@@ -274,6 +286,9 @@ def aiida_child(n: int, root: Path, linked: bool, poll_interval: float | None = 
             {
                 "wall_s": screened,
                 "poll_interval_s": poll_interval,
+                "login_shell": login_shell,
+                "engine_cpu_s": engine_cpu[0],
+                "engine_commands_cpu_s": engine_cpu[1],
                 "engine_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "values": values,
                 "phases": phases,
@@ -307,7 +322,7 @@ def store(n: int, seed: int, work: Path) -> float:
     return seconds
 
 
-def screened(n: int, seed: int, work: Path, linked: bool, poll_interval: float | None) -> dict:
+def screened(n: int, seed: int, work: Path, linked: bool, poll_interval: float, login_shell: bool) -> dict:
     """(b): the screen of the stored structures in a fresh child process, with the peak memory of
     its ``cgcnn.predict`` jobs."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -319,7 +334,8 @@ def screened(n: int, seed: int, work: Path, linked: bool, poll_interval: float |
             *command,
             "--aiida-child",
             *(["--linked"] if linked else []),
-            *(["--poll-interval", str(poll_interval)] if poll_interval is not None else []),
+            *["--poll-interval", str(poll_interval)],
+            *([] if login_shell else ["--no-login-shell"]),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -349,7 +365,13 @@ def main() -> None:
     parser.add_argument(
         "--poll-interval",
         type=float,
+        default=1.0,
         help="seconds between the localhost computer's job polls [as `verdi presto` sets it: 1]",
+    )
+    parser.add_argument(
+        "--no-login-shell",
+        action="store_true",
+        help="the localhost transport runs its commands in a plain shell [a login shell, as presto sets it]",
     )
     parser.add_argument(
         "--repeats",
@@ -370,7 +392,7 @@ def main() -> None:
         aiida_import(args.n, args.seed, args.work)
         return
     if args.aiida_child:
-        aiida_child(args.n, args.work, args.linked, args.poll_interval)
+        aiida_child(args.n, args.work, args.linked, args.poll_interval, not args.no_login_shell)
         return
     with tempfile.TemporaryDirectory(prefix="screen-bench-") as tmp:
         work = Path(tmp)
@@ -399,7 +421,9 @@ def main() -> None:
         # with the mean of the (a) on either side, and the share uses the medians of all runs
         bare_runs, screens, shares = [a["wall_s"]], [], []
         for k in range(args.repeats):
-            screens.append(screened(args.n, args.seed, profile, args.linked, args.poll_interval))
+            screens.append(
+                screened(args.n, args.seed, profile, args.linked, args.poll_interval, not args.no_login_shell)
+            )
             print(f"(b) cgcnn.screen: {screens[-1]['wall_s']:.1f} s", flush=True)
             bare_runs.append(bare(shards, work)["wall_s"])
             print(f"(a) bare predict again: {bare_runs[-1]:.1f} s", flush=True)
@@ -411,6 +435,8 @@ def main() -> None:
             "wall_s_runs": [screen["wall_s"] for screen in screens],
             "wall_s": float(np.median([screen["wall_s"] for screen in screens])),
             "aiida_share_runs": shares,
+            "engine_cpu_s_runs": [screen["engine_cpu_s"] for screen in screens],
+            "engine_commands_cpu_s_runs": [screen["engine_commands_cpu_s"] for screen in screens],
             "import_s": imported,
         }
 
