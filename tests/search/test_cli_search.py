@@ -118,9 +118,9 @@ def test_a_search_runs_trials_in_parallel_processes_and_evaluates_the_test_part_
 def test_a_search_killed_from_outside_keeps_the_accounting_of_the_trainings_it_finished(inputs, tmp_path):
     out = tmp_path / "killed"
     command = search_command(inputs, out, "--trials", "3")
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    # stderr to a file, not an unread pipe, which could fill and block the search
+    with open(tmp_path / "killed.err", "wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     told = []
     deadline = time.monotonic() + 600
     while not told and process.poll() is None and time.monotonic() < deadline:
@@ -130,7 +130,7 @@ def test_a_search_killed_from_outside_keeps_the_accounting_of_the_trainings_it_f
         except (OSError, ValueError):  # not written yet
             continue
         told = [r for r in records if r.get("scores")]
-    assert told, "no training finished"
+    assert told, f"no training finished: {(tmp_path / 'killed.err').read_text()[-3000:]}"
     os.killpg(process.pid, signal.SIGKILL)  # the search and its trainings, as a lost node would
     process.wait()
     assert not (out / "summary.json").exists()
