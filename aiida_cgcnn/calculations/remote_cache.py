@@ -105,17 +105,31 @@ def remote_dataset_available(dataset: CrystalDatasetData, computer: orm.Computer
             "process_type": {"in": sorted({process_type for process_type, _ in verdicts})},
             "attributes.exit_status": {"in": sorted({status for _, status in verdicts})},
         },
-        project=["*", "process_type", "attributes.exit_status"],
+        project=["id", "process_type", "attributes.exit_status"],
     )
     query.order_by({orm.CalcJobNode: {"ctime": "desc"}})
-    for node, process_type, exit_status in query.iterall():
-        verdict = verdicts.get((process_type, exit_status))
+    rows = [
+        (pk, process_type, verdicts.get((process_type, status))) for pk, process_type, status in query.all()
+    ]
+    # a prediction's success counts only for a single model: one query for all such candidates, not
+    # a node and its inputs loaded per row (a group screened again and again has many)
+    successes = [pk for pk, process_type, verdict in rows if verdict and process_type.endswith(_PREDICT)]
+    single = _with_single_model(successes) if successes else set()
+    for pk, process_type, verdict in rows:
         if verdict is None:
             continue
-        if verdict and process_type.endswith(_PREDICT) and not isinstance(node.inputs.model, ModelData):
+        if verdict and process_type.endswith(_PREDICT) and pk not in single:
             continue
         return verdict
     return False
+
+
+def _with_single_model(pks: list[int]) -> set[int]:
+    """Those of the calculations ``pks`` whose ``model`` input is a ``ModelData``."""
+    query = orm.QueryBuilder()
+    query.append(orm.CalcJobNode, filters={"id": {"in": pks}}, project="id", tag="calculation")
+    query.append(ModelData, with_outgoing="calculation", edge_filters={"label": "model"})
+    return set(query.all(flat=True))
 
 
 #: ``metadata.options`` switch: read the cached dataset file instead of uploading it.

@@ -113,6 +113,10 @@ def test_predictions_of_a_classifier(cgcnn_code, alloy_data, tmp_path):
 def test_predict_calcjob_calcfunction_and_provenance_query(cgcnn_code, trained, dataset_node, structures):
     results, node = run_get_node(_predict_builder(cgcnn_code, trained, dataset_node))
     assert node.is_finished_ok, node.exit_message
+    # a single model's prediction keeps the dataset file in the computer's cache: the next job reads it
+    from aiida_cgcnn.calculations.remote_cache import remote_dataset_available
+
+    assert remote_dataset_available(dataset_node, node.computer)
     predictions = results["predictions"]
     ids = predictions.get_array("ids")
     values = predictions.get_array("values")
