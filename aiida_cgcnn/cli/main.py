@@ -728,6 +728,9 @@ _add_search_command()
 
 
 def main() -> None:
+    from .._memory import keep_freed_memory
+
+    keep_freed_memory()  # for this process only, which ends with the command
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
