@@ -38,6 +38,8 @@ __all__ = [
 
 PRIMITIVE_SYMPREC = 1e-3  # Å; tolerant of cells written with few digits
 SIZE_FACTOR = 2.0  # a (primitive) cell more than this factor outside the training sizes is out of domain
+#: Structures whose graphs an ensemble holds at once when it predicts (its memory does not grow beyond).
+GRAPH_CHUNK = 8192
 
 
 class OutOfDomainWarning(UserWarning):
@@ -408,10 +410,21 @@ class Ensemble:
             failed = sorted(set(range(len(crystals))) - set(kept))
             reasons = {s.id: s.reason for s in results[0].skipped}
             return [r.values for r in results], kept, [(p, reasons.get(crystals[p].id, "")) for p in failed]
-        store, failures = build_graph_store(crystals, first.graph_settings, workers=workers)
-        bad = {p for p, _ in failures}
-        kept = [k for k in range(len(crystals)) if k not in bad]
-        values = [m._run(store, None, batch_size, False)[0] for m in self.members]
+        # the graphs of one chunk at a time: a job's memory stays the same for any number of structures
+        parts: list[list[np.ndarray]] = [[] for _ in self.members]
+        kept: list[int] = []
+        failures: list[tuple[int, str]] = []
+        for start in range(0, len(crystals), GRAPH_CHUNK):
+            chunk = crystals[start : start + GRAPH_CHUNK]
+            store, chunk_failures = build_graph_store(chunk, first.graph_settings, workers=workers)
+            bad = {p for p, _ in chunk_failures}
+            kept += [start + k for k in range(len(chunk)) if k not in bad]
+            failures += [(start + p, message) for p, message in chunk_failures]
+            for part, member in zip(parts, self.members, strict=True):
+                part.append(member._run(store, None, batch_size, False)[0])
+            del store
+        width = len(self.target_names)
+        values = [np.concatenate(part) if part else np.zeros((0, width)) for part in parts]
         return values, kept, failures
 
 

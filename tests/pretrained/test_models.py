@@ -91,6 +91,34 @@ def test_mean_and_std_are_the_members(phonons):
     assert calc.units["heat_capacity"] == "J/(K mol) per primitive cell"
 
 
+def test_graphs_built_in_chunks_give_the_values_and_skips_of_one_pass(phonons, monkeypatch):
+    """An ensemble holds the graphs of ``GRAPH_CHUNK`` structures at a time: chunks of two give each
+    structure its one-pass values (float32 batches of other sizes: 1e-5), in order, and skip the one
+    whose graph fails in a later chunk under its own name."""
+    import aiida_cgcnn.ensemble as ensemble_module
+
+    cells = [
+        ("Cu", 3.6, False),
+        ("Si", 5.43, True),
+        ("Al", 4.05, True),
+        ("Fe", 2.87, False),
+        ("Ni", 3.52, True),
+    ]
+    structures = [bulk(symbol, a=a, cubic=cubic) for symbol, a, cubic in cells]
+    stacked = bulk("Cu", a=3.6, cubic=True)
+    stacked.append("Cu")
+    stacked.positions[-1] = stacked.positions[0] + [0.02, 0.0, 0.0]
+    structures.insert(3, stacked)
+    ids = [f"s{k}" for k in range(len(structures))]
+    whole = phonons.predict(structures, ids=ids, skip_invalid=True, warn=False)
+    monkeypatch.setattr(ensemble_module, "GRAPH_CHUNK", 2)
+    chunked = phonons.predict(structures, ids=ids, skip_invalid=True, warn=False)
+    assert chunked.ids == whole.ids == ["s0", "s1", "s2", "s4", "s5"]
+    assert [(s.id, "overlapping atoms" in s.reason) for s in chunked.skipped] == [("s3", True)]
+    np.testing.assert_allclose(chunked.members, whole.members, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(chunked.std, whole.std, rtol=1e-5, atol=1e-6)
+
+
 def test_conventional_cell_and_supercell_give_the_primitive_values(phonons):
     primitive = bulk("NaCl", "rocksalt", a=5.64)
     conventional = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
