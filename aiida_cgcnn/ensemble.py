@@ -410,9 +410,9 @@ class Ensemble:
             failed = sorted(set(range(len(crystals))) - set(kept))
             reasons = {s.id: s.reason for s in results[0].skipped}
             return [r.values for r in results], kept, [(p, reasons.get(crystals[p].id, "")) for p in failed]
-        # the graphs of one chunk at a time: a job's memory stays the same for any number of structures
+        # the graphs of one chunk at a time: they do not grow with the number of structures
         parts: list[list[np.ndarray]] = [[] for _ in self.members]
-        kept: list[int] = []
+        kept = []
         failures: list[tuple[int, str]] = []
         for start in range(0, len(crystals), GRAPH_CHUNK):
             chunk = crystals[start : start + GRAPH_CHUNK]

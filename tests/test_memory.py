@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from aiida_cgcnn._memory import keep_freed_memory
+from aiida_cgcnn.memory import keep_freed_memory
 
 pytestmark = pytest.mark.skipif(not keep_freed_memory(), reason="glibc's mallopt only")
 
@@ -34,7 +34,7 @@ PREDICTIONS = """
 import resource, sys
 from ase.build import bulk
 if sys.argv[1] == "kept":
-    from aiida_cgcnn._memory import keep_freed_memory
+    from aiida_cgcnn.memory import keep_freed_memory
     keep_freed_memory()
 from aiida_cgcnn.ensemble import Ensemble
 ensemble = Ensemble.pretrained("phonons-300K")

@@ -728,7 +728,7 @@ _add_search_command()
 
 
 def main() -> None:
-    from .._memory import keep_freed_memory
+    from ..memory import keep_freed_memory
 
     keep_freed_memory()  # for this process only, which ends with the command
     try:

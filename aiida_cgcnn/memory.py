@@ -1,4 +1,4 @@
-"""Keeping freed memory in the process for the next batch (glibc)."""
+"""Keeping freed memory in the process for the next batch (glibc): what the command line does."""
 
 from __future__ import annotations
 
