@@ -1,12 +1,16 @@
 """Screening throughput: N structures through ``cgcnn.screen`` on localhost against bare ``aiida-cgcnn
 predict``, in the same run, with two shards in parallel both ways.
 
-Structures: cubic ABX3 perovskites of the Castelli set (``../shared/data/perovskites``) with a random
-symmetric strain (each component N(0, 0.02)) and, with probability 1/2 per cation site, the A or B
-element replaced by one drawn from those the data has on that site; reproducible from ``--seed``.
-Model: the shipped ``perovskite-formation`` ensemble (8 CGCNN members, 5-atom cells): the cheapest
-realistic screen the package ships, so the per-structure work is smallest and AiiDA's fixed costs weigh
-the most.
+Structures (``--data``), reproducible from ``--seed``:
+
+- ``perovskites`` (default): cubic ABX3 perovskites of the Castelli set (``../shared/data/perovskites``)
+  with a random symmetric strain (each component N(0, 0.02)) and, with probability 1/2 per cation site,
+  the A or B element replaced by one drawn from those the data has on that site. Model: the shipped
+  ``perovskite-formation`` ensemble (8 CGCNN members, 5-atom cells): the cheapest realistic screen the
+  package ships, so the per-structure work is smallest and AiiDA's fixed costs weigh the most.
+- ``phonondb``: phonondb crystals (``../shared/data/phonondb``, 2 to 176 atoms) with the same strain and,
+  with probability 1/2, every site of one element replaced; model: the shipped ``phonons-300K``
+  ensemble, criterion the highest Cv per atom.
 
 (a) ``aiida-cgcnn predict --model perovskite-formation shard-k.npz``, one process per shard, both at once.
 (b) ``cgcnn.screen`` (a throwaway SQLite profile under a temporary ``AIIDA_PATH``, the localhost computer,
@@ -27,6 +31,7 @@ every ``aiida-cgcnn predict`` process, and of the process running the AiiDA engi
     OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py -n 100000 --bare-only  # (a) alone
     OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py --poll-interval 5  # jobs polled every 5 s
     OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py --profile-dir DIR  # the stored profile kept
+    OMP_NUM_THREADS=1 python benchmarks/screening_throughput.py --data phonondb --no-login-shell  # phonons
 
 ``--profile-dir`` keeps the profile with the stored structures in DIR (made on the first run, with the
 same ``-n`` and ``--seed``) and screens them again on later runs, so that repeats skip the import.
@@ -50,12 +55,29 @@ from common import load, write_results
 
 from aiida_cgcnn.training.dataset import CrystalDataset
 
-MODEL = "perovskite-formation"
-TARGET = "heat_all"
+#: Per ``--data``: the shipped model, the target the screen ranks and the criterion.
+SCREENS = {
+    "perovskites": {
+        "model": "perovskite-formation",
+        "target": "heat_all",
+        "criterion": {"target": "heat_all", "direction": "min", "top_k": 100},
+    },
+    "phonondb": {
+        "model": "phonons-300K",
+        "target": "Cv",
+        "criterion": {"target": "Cv", "direction": "max", "per_atom": True, "top_k": 100},
+    },
+}
 EXECUTABLE = str(Path(sys.executable).parent / "aiida-cgcnn")
+NOBLE = {2, 10, 18, 36, 54, 86}
 
 
-def generate(n: int, seed: int) -> CrystalDataset:
+def generate(n: int, seed: int, data: str = "perovskites") -> CrystalDataset:
+    """``n`` strained and substituted crystals of ``data``, from ``seed``."""
+    return generate_phonondb(n, seed) if data == "phonondb" else generate_perovskites(n, seed)
+
+
+def generate_perovskites(n: int, seed: int) -> CrystalDataset:
     """``n`` strained and substituted perovskites (5-atom cells: A, B, three X), from ``seed``."""
     base = load("perovskites")
     rng = np.random.default_rng(seed)
@@ -64,8 +86,7 @@ def generate(n: int, seed: int) -> CrystalDataset:
     for site in (0, 1):  # A and B: substitute from the elements the data has on that site
         swap = rng.random(n) < 0.5
         numbers[swap, site] = rng.choice(base.numbers.reshape(-1, 5)[:, site], size=int(swap.sum()))
-    strain = rng.normal(0.0, 0.02, size=(n, 3, 3)).clip(-0.06, 0.06)
-    strain = 0.5 * (strain + strain.transpose(0, 2, 1))
+    strain = _strains(rng, n)
     lattices = base.lattices[pick] @ (np.eye(3) + strain)
     return CrystalDataset(
         ids=np.array([f"perov-{seed}-{k}" for k in range(n)]),
@@ -73,6 +94,47 @@ def generate(n: int, seed: int) -> CrystalDataset:
         lattices=lattices,
         numbers=numbers.reshape(-1),
         frac_coords=base.frac_coords.reshape(-1, 5, 3)[pick].reshape(-1, 3),
+        targets=np.zeros((n, 1)),
+        target_names=["none"],
+        units=[""],
+    )
+
+
+def _strains(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random symmetric strains, each component N(0, 0.02) clipped at 0.06."""
+    strain = rng.normal(0.0, 0.02, size=(n, 3, 3)).clip(-0.06, 0.06)
+    return 0.5 * (strain + strain.transpose(0, 2, 1))
+
+
+def generate_phonondb(n: int, seed: int) -> CrystalDataset:
+    """``n`` strained and substituted phonondb crystals (2 to 176 atoms, 28 on average): each a random
+    crystal of ``../shared/data/phonondb`` with a random symmetric strain and, with probability 1/2,
+    every site of one of its elements replaced by an element drawn from the data's sites (no noble
+    gas)."""
+    from common import require_data
+
+    from aiida_cgcnn.training.tables import read_table
+
+    table = require_data() / "phonondb" / "phonondb-300K.jsonl.gz"
+    base, _ = read_table(table, {"U_kJmol": "kJ/mol"}, id_key="mp_id", skip_invalid=True)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(len(base), size=n)
+    offsets = np.concatenate([[0], np.cumsum(base.num_atoms)])
+    pool = base.numbers[~np.isin(base.numbers, list(NOBLE))]
+    strain = _strains(rng, n)
+    numbers, frac = [], []
+    for j in pick:
+        z = base.numbers[offsets[j] : offsets[j + 1]].copy()
+        if rng.random() < 0.5:
+            z[z == rng.choice(np.unique(z))] = rng.choice(pool)
+        numbers.append(z)
+        frac.append(base.frac_coords[offsets[j] : offsets[j + 1]])
+    return CrystalDataset(
+        ids=np.array([f"phonondb-{seed}-{k}" for k in range(n)]),
+        num_atoms=base.num_atoms[pick].astype(np.int64),
+        lattices=base.lattices[pick] @ (np.eye(3) + strain),
+        numbers=np.concatenate(numbers),
+        frac_coords=np.concatenate(frac),
         targets=np.zeros((n, 1)),
         target_names=["none"],
         units=[""],
@@ -118,7 +180,7 @@ class PeakMemory(threading.Thread):
         }
 
 
-def bare(shards: list[Path], work: Path) -> dict:
+def bare(shards: list[Path], work: Path, model: str) -> dict:
     """(a): one ``aiida-cgcnn predict`` per shard, all at once; wall time until the last one ends."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     monitor = PeakMemory(("aiida-cgcnn", "predict"), work)
@@ -130,7 +192,7 @@ def bare(shards: list[Path], work: Path) -> dict:
                 EXECUTABLE,
                 "predict",
                 "--model",
-                MODEL,
+                model,
                 "--workers",
                 "1",
                 str(shard),
@@ -156,14 +218,14 @@ def bare(shards: list[Path], work: Path) -> dict:
     return {"wall_s": wall, "peak_rss_mib_per_process": peaks, **memory}
 
 
-def predictions(csv_files: list[Path]) -> np.ndarray:
+def predictions(csv_files: list[Path], target: str) -> np.ndarray:
     """The ensemble means of the bare runs' CSVs, in input order."""
     from aiida_cgcnn.ensemble import read_ensemble_csv
 
-    return np.array([row[f"{TARGET}_pred"] for path in csv_files for row in read_ensemble_csv(path)[2]])
+    return np.array([row[f"{target}_pred"] for path in csv_files for row in read_ensemble_csv(path)[2]])
 
 
-def aiida_import(n: int, seed: int, root: Path) -> None:
+def aiida_import(n: int, seed: int, root: Path, data: str) -> None:
     """(b), first part, in its own process as a user's import would be: a throwaway profile under
     ``root`` and the structures stored in a group; prints one JSON line."""
     os.environ["AIIDA_PATH"] = str(root)
@@ -185,7 +247,7 @@ def aiida_import(n: int, seed: int, root: Path) -> None:
     load_profile("screen-bench")
     from ase.data import chemical_symbols
 
-    dataset = generate(n, seed)
+    dataset = generate(n, seed, data)
     start = time.perf_counter()
     group = orm.Group(label="screen-bench").store()
     storage = get_manager().get_profile_storage()
@@ -207,7 +269,12 @@ def aiida_import(n: int, seed: int, root: Path) -> None:
 
 
 def aiida_child(
-    n: int, root: Path, linked: bool, poll_interval: float = 1.0, login_shell: bool = True
+    n: int,
+    root: Path,
+    linked: bool,
+    poll_interval: float = 1.0,
+    login_shell: bool = True,
+    data: str = "perovskites",
 ) -> None:
     """(b), second part, in a fresh process so that its peak memory is the engine's and the import's
     objects are not in its session: the screen of the stored group; prints one JSON line."""
@@ -236,7 +303,8 @@ def aiida_child(
     # imported before the clock starts: importing the shipped ensemble happens once per profile
     from aiida_cgcnn.data.pretrained import import_pretrained
 
-    import_pretrained(MODEL)
+    screen = SCREENS[data]
+    import_pretrained(screen["model"])
     import resource
 
     def cpu_s(who: int) -> float:
@@ -249,8 +317,8 @@ def aiida_child(
     results, node = run_get_node(
         ScreenWorkChain,
         structure_group=group.uuid,
-        pretrained=MODEL,
-        criterion={"target": TARGET, "direction": "min", "top_k": 100},
+        pretrained=screen["model"],
+        criterion=screen["criterion"],
         code=code,
         shard_size=math.ceil(n / 2),
         link_structures=linked,
@@ -263,7 +331,7 @@ def aiida_child(
     from aiida_cgcnn.calculations.functions.screen import read_screening_table
 
     _, _, rows = read_screening_table(results["table"])
-    values = [row[TARGET] for row in rows]
+    values = [row[screen["target"]] for row in rows]
 
     # where the time went: each kind of child process, from its creation to its last change
     phases: dict[str, dict[str, float]] = {}
@@ -302,31 +370,55 @@ def aiida_child(
     )
 
 
-def store(n: int, seed: int, work: Path) -> float:
+def store(n: int, seed: int, work: Path, data: str) -> float:
     """(b), first part: the structures stored in a throwaway profile, in their own process; seconds.
     A profile stored before in ``work`` for the same ``n`` and ``seed`` is kept (its import time)."""
     done = work / "import.json"
     if done.is_file():
         record = json.loads(done.read_text())
-        if (record["n"], record["seed"]) != (n, seed):
-            held = f"{record['n']} structures of seed {record['seed']}"
+        if (record["n"], record["seed"], record.get("data", "perovskites")) != (n, seed, data):
+            held = f"{record['n']} structures of {record.get('data', 'perovskites')}, seed {record['seed']}"
             sys.exit(f"{work} holds {held}: give another directory")
         return float(record["import_s"])
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, __file__, "-n", str(n), "--seed", str(seed), "--work", str(work)]
+    command = [
+        sys.executable,
+        __file__,
+        "-n",
+        str(n),
+        "--seed",
+        str(seed),
+        "--work",
+        str(work),
+        "--data",
+        data,
+    ]
     imported = subprocess.run([*command, "--aiida-import"], capture_output=True, env=env, text=True)
     if imported.returncode:
         sys.exit(f"storing the structures failed:\n{imported.stderr[-3000:]}")
     seconds = float(json.loads(imported.stdout.strip().splitlines()[-1])["import_s"])
-    done.write_text(json.dumps({"n": n, "seed": seed, "import_s": seconds}))
+    done.write_text(json.dumps({"n": n, "seed": seed, "data": data, "import_s": seconds}))
     return seconds
 
 
-def screened(n: int, seed: int, work: Path, linked: bool, poll_interval: float, login_shell: bool) -> dict:
+def screened(
+    n: int, seed: int, work: Path, linked: bool, poll_interval: float, login_shell: bool, data: str
+) -> dict:
     """(b): the screen of the stored structures in a fresh child process, with the peak memory of
     its ``cgcnn.predict`` jobs."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, __file__, "-n", str(n), "--seed", str(seed), "--work", str(work)]
+    command = [
+        sys.executable,
+        __file__,
+        "-n",
+        str(n),
+        "--seed",
+        str(seed),
+        "--work",
+        str(work),
+        "--data",
+        data,
+    ]
     monitor = PeakMemory(("aiida-cgcnn", "predict"), work)
     monitor.start()
     child = subprocess.Popen(
@@ -354,6 +446,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100_000, help="structures")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data",
+        choices=sorted(SCREENS),
+        default="perovskites",
+        help="perovskites: 5-atom cells, perovskite-formation; phonondb: 2-176 atoms, phonons-300K "
+        "[perovskites]",
+    )
     parser.add_argument("--aiida-import", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--aiida-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -390,15 +489,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.aiida_import:
-        aiida_import(args.n, args.seed, args.work)
+        aiida_import(args.n, args.seed, args.work, args.data)
         return
     if args.aiida_child:
-        aiida_child(args.n, args.work, args.linked, args.poll_interval, not args.no_login_shell)
+        aiida_child(args.n, args.work, args.linked, args.poll_interval, not args.no_login_shell, args.data)
         return
     with tempfile.TemporaryDirectory(prefix="screen-bench-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
-        dataset = generate(args.n, args.seed)
+        dataset = generate(args.n, args.seed, args.data)
+        model, target = SCREENS[args.data]["model"], SCREENS[args.data]["target"]
         half = math.ceil(args.n / 2)
         shards = []
         for k, part in enumerate((np.arange(half), np.arange(half, args.n))):
@@ -408,13 +508,19 @@ def main() -> None:
         profile = args.profile_dir.resolve() if args.profile_dir else work / "aiida"
         if not args.bare_only:  # first, so that (a) and (b) run back to back
             profile.mkdir(parents=True, exist_ok=True)
-            imported = store(args.n, args.seed, profile)
+            imported = store(args.n, args.seed, profile, args.data)
             print(f"{args.n} StructureData stored in {imported:.1f} s", flush=True)
-        a = bare(shards, work)
+        a = bare(shards, work, model)
         print(f"(a) bare predict: {a['wall_s']:.1f} s", flush=True)
-        reference = predictions([s.with_suffix(".csv") for s in shards])
+        reference = predictions([s.with_suffix(".csv") for s in shards], target)
         if args.bare_only:
-            bare_only = {"structures": args.n, "seed": args.seed, "model": MODEL, "shards": 2}
+            bare_only = {
+                "structures": args.n,
+                "data": args.data,
+                "seed": args.seed,
+                "model": model,
+                "shards": 2,
+            }
             bare_only["bare"] = {**a, "structures_per_s": args.n / a["wall_s"]}
             write_results(args.name, {**bare_only, "generate_s": generated, "predicted": len(reference)})
             return
@@ -423,10 +529,18 @@ def main() -> None:
         bare_runs, screens, shares = [a["wall_s"]], [], []
         for k in range(args.repeats):
             screens.append(
-                screened(args.n, args.seed, profile, args.linked, args.poll_interval, not args.no_login_shell)
+                screened(
+                    args.n,
+                    args.seed,
+                    profile,
+                    args.linked,
+                    args.poll_interval,
+                    not args.no_login_shell,
+                    args.data,
+                )
             )
             print(f"(b) cgcnn.screen: {screens[-1]['wall_s']:.1f} s", flush=True)
-            bare_runs.append(bare(shards, work)["wall_s"])
+            bare_runs.append(bare(shards, work, model)["wall_s"])
             print(f"(a) bare predict again: {bare_runs[-1]:.1f} s", flush=True)
             around = (bare_runs[k] + bare_runs[k + 1]) / 2
             shares.append((screens[-1]["wall_s"] - around) / screens[-1]["wall_s"])
@@ -449,8 +563,9 @@ def main() -> None:
     values = np.asarray(b.pop("values"))
     results = {
         "structures": args.n,
+        "data": args.data,
         "seed": args.seed,
-        "model": MODEL,
+        "model": model,
         "shards": 2,
         "link_structures": args.linked,
         "profile_kept": args.profile_dir is not None,
