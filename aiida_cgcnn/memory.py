@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
+import typing as t
 
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -21,13 +21,22 @@ def keep_freed_memory() -> bool:
     with the five ``phonons-300K`` members; kept, 0.2 million and 0.6 s, and the command took 27 s
     instead of 46-55 s. The resident set stays at its peak until the process ends, so the command line
     does this for its own process, not the library. Returns whether it was done (glibc only)."""
-    if not sys.platform.startswith("linux"):
+    mallopt = glibc_mallopt()
+    if mallopt is None:
         return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def glibc_mallopt() -> t.Any:
+    """glibc's ``mallopt``, or None elsewhere (musl's parameters differ). Loaded by its soname: looking
+    the library up (``ctypes.util.find_library``) runs ``ldconfig``, 20 ms at every command's start."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018  # glibc, not musl: mallopt's parameters differ
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018  # glibc, not musl
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        return False
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return mallopt

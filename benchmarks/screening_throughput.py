@@ -370,6 +370,11 @@ def aiida_child(
     )
 
 
+def _child_command(n: int, seed: int, work: Path, data: str) -> list[str]:
+    """This script again, for the same structures and profile (the import or the screen adds its flag)."""
+    return [sys.executable, __file__, "-n", str(n), "--seed", str(seed), "--work", str(work), "--data", data]
+
+
 def store(n: int, seed: int, work: Path, data: str) -> float:
     """(b), first part: the structures stored in a throwaway profile, in their own process; seconds.
     A profile stored before in ``work`` for the same ``n`` and ``seed`` is kept (its import time)."""
@@ -381,18 +386,7 @@ def store(n: int, seed: int, work: Path, data: str) -> float:
             sys.exit(f"{work} holds {held}: give another directory")
         return float(record["import_s"])
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [
-        sys.executable,
-        __file__,
-        "-n",
-        str(n),
-        "--seed",
-        str(seed),
-        "--work",
-        str(work),
-        "--data",
-        data,
-    ]
+    command = _child_command(n, seed, work, data)
     imported = subprocess.run([*command, "--aiida-import"], capture_output=True, env=env, text=True)
     if imported.returncode:
         sys.exit(f"storing the structures failed:\n{imported.stderr[-3000:]}")
@@ -407,18 +401,7 @@ def screened(
     """(b): the screen of the stored structures in a fresh child process, with the peak memory of
     its ``cgcnn.predict`` jobs."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [
-        sys.executable,
-        __file__,
-        "-n",
-        str(n),
-        "--seed",
-        str(seed),
-        "--work",
-        str(work),
-        "--data",
-        data,
-    ]
+    command = _child_command(n, seed, work, data)
     monitor = PeakMemory(("aiida-cgcnn", "predict"), work)
     monitor.start()
     child = subprocess.Popen(
