@@ -43,12 +43,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# the SLURM test cluster's computer is the integration tests' (tests/cluster.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.cluster import cluster_computer, cluster_env
+
 BIN = Path(sys.executable).parent
 # the daemon is started through this environment's ``verdi``
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 SMALL_MODEL = {"atom_fea_len": 16, "n_conv": 2, "h_fea_len": 32}
-SLURM_DIR = Path(os.environ.get("SLURM_SSH_DIR", "/tmp/aiida-cgcnn-slurm"))
 PRODUCTION_ENV = Path("/tmp/aiida-cgcnn-production/env")
 LOG_PATTERNS = (
     "database is locked",
@@ -77,35 +80,8 @@ class Inputs:
 
 
 def _slurm_computer(workdir: Path) -> Any | None:
-    """The SLURM + sshd test cluster as a core.ssh + core.slurm computer (as in
-    tests/integration/test_slurm_ssh.py), or None when it does not run."""
-    from aiida import orm
-
-    env = _env_file(SLURM_DIR / "env")
-    if env is None:
-        return None
-    computer = orm.Computer(
-        label=f"slurm-ssh-load-{workdir.name}",
-        hostname="127.0.0.1",
-        transport_type="core.ssh",
-        scheduler_type="core.slurm",
-        workdir=str(workdir),
-    ).store()
-    computer.set_shebang("#!/bin/bash")
-    computer.set_default_mpiprocs_per_machine(1)
-    computer.set_minimum_job_poll_interval(2.0)
-    computer.configure(
-        username="root",
-        port=int(env["AIIDA_CGCNN_SLURM_PORT"]),
-        look_for_keys=False,
-        key_filename=str(Path(env["AIIDA_CGCNN_SLURM_DIR"]) / "id_ed25519"),
-        allow_agent=False,
-        key_policy="AutoAddPolicy",
-        timeout=30,
-        safe_interval=0.0,
-        use_login_shell=False,
-    )
-    return computer
+    """The SLURM + sshd test cluster as a computer polled every 2 s, or None when it does not run."""
+    return cluster_computer(f"slurm-ssh-load-{workdir.name}", workdir, poll_interval=2.0)
 
 
 def _code(computer: Any) -> Any:
@@ -429,7 +405,7 @@ def run_load(
             workdir=str(work / "local-work"),
         ).store()
         localhost.configure(safe_interval=0)
-    use_slurm = slurm_share > 0 and (SLURM_DIR / "env").is_file()
+    use_slurm = slurm_share > 0 and cluster_env() is not None
     started = time.perf_counter()
     inputs = prepare(localhost, work, use_slurm, poll)
     prepare_s = time.perf_counter() - started

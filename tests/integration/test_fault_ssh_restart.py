@@ -22,7 +22,8 @@ from aiida.manage import get_manager
 from aiida.manage.configuration import get_config
 
 from aiida_cgcnn.calculations.train import TrainCalculation
-from tests.integration.test_slurm_ssh import _cluster_env, _code, slurm_computer  # noqa: F401
+from tests.cluster import cluster_env
+from tests.integration.test_slurm_ssh import _code, slurm_computer  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.ssh_outage]
 
@@ -136,7 +137,7 @@ def test_jobs_complete_across_an_ssh_server_restart(
     dataset_node,
     small_model,
 ):
-    env = _cluster_env()
+    env = cluster_env()
     assert env is not None  # slurm_computer skipped otherwise
     directory, port = Path(env["AIIDA_CGCNN_SLURM_DIR"]), int(env["AIIDA_CGCNN_SLURM_PORT"])
     name = f"cgcnn-sshd-{uuid.uuid4().hex[:12]}"

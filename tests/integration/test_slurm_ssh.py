@@ -15,49 +15,20 @@ from aiida.engine import CalcJob, run_get_node
 
 from aiida_cgcnn.calculations.train import TrainCalculation
 from aiida_cgcnn.workflows.train import TrainWorkChain
+from tests.cluster import CLUSTER, cluster_computer
 from tests.faults import chain
 
 pytestmark = pytest.mark.slurm
 
-CLUSTER = Path(os.environ.get("SLURM_SSH_DIR", "/tmp/aiida-cgcnn-slurm"))
-
-
-def _cluster_env() -> dict[str, str] | None:
-    path = CLUSTER / "env"
-    if not path.is_file():
-        return None
-    return dict(line.split("=", 1) for line in path.read_text().split())
-
 
 @pytest.fixture
 def slurm_computer(aiida_profile, tmp_path):
-    env = _cluster_env()
-    if env is None:
+    computer = cluster_computer(f"slurm-ssh-{tmp_path.name}", tmp_path / "remote-work")
+    if computer is None:
         message = f"no SLURM + sshd cluster (run .ci/slurm-ssh/start.sh; looked in {CLUSTER})"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    computer = orm.Computer(
-        label=f"slurm-ssh-{tmp_path.name}",
-        hostname="127.0.0.1",
-        transport_type="core.ssh",
-        scheduler_type="core.slurm",
-        workdir=str(tmp_path / "remote-work"),
-    ).store()
-    computer.set_shebang("#!/bin/bash")
-    computer.set_default_mpiprocs_per_machine(1)
-    computer.set_minimum_job_poll_interval(1.0)
-    computer.configure(
-        username="root",
-        port=int(env["AIIDA_CGCNN_SLURM_PORT"]),
-        look_for_keys=False,
-        key_filename=str(Path(env["AIIDA_CGCNN_SLURM_DIR"]) / "id_ed25519"),
-        allow_agent=False,
-        key_policy="AutoAddPolicy",
-        timeout=30,
-        safe_interval=0.0,
-        use_login_shell=False,
-    )
     return computer
 
 
