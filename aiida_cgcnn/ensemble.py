@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import InvalidStructureError
 from .graph.batch import build_graph_store
-from .predict import Predictor, named_crystals
+from .predict import GRAPH_CHUNK, Predictor, named_crystals
 from .structures import Crystal
 from .training.checkpoint import load_checkpoint
 from .training.dataset import CrystalDataset, Skipped
@@ -38,8 +38,6 @@ __all__ = [
 
 PRIMITIVE_SYMPREC = 1e-3  # Å; tolerant of cells written with few digits
 SIZE_FACTOR = 2.0  # a (primitive) cell more than this factor outside the training sizes is out of domain
-#: Structures whose graphs an ensemble holds at once when it predicts (its memory does not grow beyond).
-GRAPH_CHUNK = 8192
 
 
 class OutOfDomainWarning(UserWarning):

@@ -25,6 +25,10 @@ from .structures import Crystal, to_crystal
 from .training.checkpoint import load_checkpoint
 from .training.dataset import CrystalDataset, Skipped
 
+#: Structures whose graphs a prediction holds at once (without a graph cache): its memory does not grow
+#: with the number of structures beyond it.
+GRAPH_CHUNK = 8192
+
 __all__ = ["Prediction", "Predictor", "parse_predictions_csv", "read_predictions_csv"]
 
 
@@ -210,6 +214,8 @@ class Predictor:
         Invalid structures raise :class:`InvalidStructureError`, or with ``skip_invalid`` are
         reported in ``Prediction.skipped`` while the rest are predicted. ``max_edges_per_batch``
         also caps the graph edges of a batch (``batch_size`` caps its structures), for large cells.
+        Graphs are built and held for ``GRAPH_CHUNK`` structures at a time; with ``cache_dir``, for
+        all at once (the cache keeps the whole set's graphs under one key).
         """
         skipped: list[Skipped] = []
         source_names = None
@@ -231,28 +237,39 @@ class Predictor:
             crystals, features, structure_hash = self._descriptor_inputs(
                 crystals, features, source_names, structure_hash, skip_invalid, skipped, workers
             )
-        store, failures = build_graph_store(
-            crystals, self.graph_settings, workers=workers, cache_dir=cache_dir, structure_hash=structure_hash
-        )
-        if failures and not skip_invalid:
-            raise InvalidStructureError(crystals[failures[0][0]].id, failures[0][1].split(": ", 1)[-1])
-        bad = {position for position, _ in failures}
-        skipped += [Skipped(crystals[p].id, message) for p, message in failures]
-        good = [k for k in range(len(crystals)) if k not in bad]
-        if features is not None:
-            features = np.asarray(features, dtype=np.float64)[good]
         if self.feature_names and features is None:
             raise ValueError(f"this model needs the per-structure features {self.feature_names}")
-        values, sites, vectors = self._run(store, features, batch_size, return_vectors, max_edges_per_batch)
+        if features is not None:
+            features = np.asarray(features, dtype=np.float64)
+        # the graphs of one chunk at a time; a graph cache holds the whole set's under one key
+        step = max(len(crystals), 1) if cache_dir is not None else GRAPH_CHUNK
+        good: list[int] = []
+        parts: list[tuple[np.ndarray, list[np.ndarray] | None, np.ndarray | None]] = []
+        for start in range(0, max(len(crystals), 1), step):
+            chunk = crystals[start : start + step]
+            store, failures = build_graph_store(
+                chunk, self.graph_settings, workers, cache_dir=cache_dir, structure_hash=structure_hash
+            )
+            if failures and not skip_invalid:
+                raise InvalidStructureError(chunk[failures[0][0]].id, failures[0][1].split(": ", 1)[-1])
+            bad = {position for position, _ in failures}
+            skipped += [Skipped(chunk[p].id, message) for p, message in failures]
+            kept = [start + k for k in range(len(chunk)) if k not in bad]
+            good += kept
+            chunk_features = None if features is None else features[kept]
+            parts.append(self._run(store, chunk_features, batch_size, return_vectors, max_edges_per_batch))
+            del store
+        site_parts = [p[1] for p in parts if p[1] is not None]
+        vector_parts = [p[2] for p in parts if p[2] is not None]
         return Prediction(
             ids=[crystals[k].id for k in good],
-            values=values,
+            values=np.concatenate([p[0] for p in parts]),
             target_names=self.target_names,
             units=self.units,
             task=self.task,
             classes=self.classes,
-            site_values=sites,
-            crystal_vectors=vectors,
+            site_values=[s for sites in site_parts for s in sites] if site_parts else None,
+            crystal_vectors=np.concatenate(vector_parts) if vector_parts else None,
             skipped=skipped,
         )
 

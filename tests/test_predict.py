@@ -135,3 +135,41 @@ def test_user_features_stay_aligned_when_invalid_structures_are_skipped(feature_
     from_dataset = predictor.predict(dataset, skip_invalid=True)
     assert from_dataset.ids == ["a", "c", "e"] and [s.id for s in from_dataset.skipped] == ["d"]
     np.testing.assert_allclose(from_dataset.values, alone.values, rtol=1e-12)
+
+
+def test_graphs_built_in_chunks_give_the_values_features_and_skips_of_one_pass(
+    feature_predictor, monkeypatch
+):
+    """Without a graph cache a prediction holds the graphs of ``GRAPH_CHUNK`` structures at a time:
+    chunks of two build at most two graphs at once and give each structure its one-pass values,
+    crystal vectors and own features, in order, the structure whose graph fails in a later chunk
+    skipped under its own name."""
+    from ase import Atoms
+
+    import aiida_cgcnn.predict as predict_module
+
+    predictor, structures = feature_predictor
+    mixed = [*structures[:5], Atoms("Cu", cell=[20.0, 20.0, 20.0], pbc=True), *structures[5:8]]
+    features = np.random.default_rng(1).normal(size=(len(mixed), 2)) * [1.0, 5.0]
+    ids = [f"s{k}" for k in range(len(mixed))]
+    whole = predictor.predict(mixed, ids=ids, features=features, skip_invalid=True, return_vectors=True)
+
+    sizes = []
+    build = predict_module.build_graph_store
+
+    def counted(crystals, *args, **kwargs):
+        sizes.append(len(crystals))
+        return build(crystals, *args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "build_graph_store", counted)
+    monkeypatch.setattr(predict_module, "GRAPH_CHUNK", 2)
+    chunked = predictor.predict(mixed, ids=ids, features=features, skip_invalid=True, return_vectors=True)
+    assert sizes == [2, 2, 2, 2, 1]
+    assert chunked.ids == whole.ids == [i for i in ids if i != "s5"]
+    assert [s.id for s in chunked.skipped] == [s.id for s in whole.skipped] == ["s5"]
+    np.testing.assert_allclose(chunked.values, whole.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(chunked.crystal_vectors, whole.crystal_vectors, rtol=1e-5, atol=1e-6)
+    # the features matter to this model: rows of the wrong structures would give other values
+    kept = [mixed[k] for k in range(len(mixed)) if k != 5]
+    shuffled = predictor.predict(kept, features=np.delete(features, 5, axis=0)[::-1])
+    assert np.abs(shuffled.values - chunked.values).max() > 1e-4
