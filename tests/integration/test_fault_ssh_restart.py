@@ -154,6 +154,9 @@ def test_jobs_complete_across_an_ssh_server_restart(
         builder.metadata.options.custom_scheduler_commands = (
             f"#SBATCH --job-name={name}\n#SBATCH --dependency=singleton"
         )
+        # the first job runs for 8 s more than it trains: a loaded engine submits the others seconds
+        # later (3-4 s apart seen), and all three must be in the queue while it runs
+        builder.metadata.options.prepend_text = "sleep 8"
         builders.append(builder)
 
     runner = get_manager().get_runner()
