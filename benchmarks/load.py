@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# the SLURM test cluster's computer is the integration tests' (tests/cluster.py)
+# the SLURM test cluster's computer is the integration tests' (tests/services.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.cluster import cluster_computer, cluster_env
+from tests.services import cluster_computer, cluster_env, env_file
 
 BIN = Path(sys.executable).parent
 # the daemon is started through this environment's ``verdi``
@@ -61,12 +61,6 @@ LOG_PATTERNS = (
     "Traceback",
     "TimeoutError",
 )
-
-
-def _env_file(path: Path) -> dict[str, str] | None:
-    if not path.is_file():
-        return None
-    return dict(line.split("=", 1) for line in path.read_text().split() if "=" in line)
 
 
 @dataclass
@@ -564,7 +558,7 @@ def _fresh_profile(
     ):  # SQLite + ZeroMQ, as a new user has it (without --use-zeromq presto takes RabbitMQ when it runs)
         commands = [[verdi, "presto", "--profile-name", name, "--use-zeromq"]]
     else:
-        server = _env_file(PRODUCTION_ENV)
+        server = env_file(PRODUCTION_ENV)
         if server is None:
             sys.exit(f"no PostgreSQL + RabbitMQ: run .ci/production/start.sh (looked for {PRODUCTION_ENV})")
         _psql(server, f'CREATE DATABASE "{name}"')

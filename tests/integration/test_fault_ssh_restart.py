@@ -22,8 +22,8 @@ from aiida.manage import get_manager
 from aiida.manage.configuration import get_config
 
 from aiida_cgcnn.calculations.train import TrainCalculation
-from tests.cluster import cluster_env
 from tests.integration.test_slurm_ssh import _code, slurm_computer  # noqa: F401
+from tests.services import cluster_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.ssh_outage]
 

@@ -29,9 +29,9 @@ from aiida_cgcnn.calculations.train import TrainCalculation
 from aiida_cgcnn.training.search import Rungs, SearchStudy
 from aiida_cgcnn.workflows.train import TrainWorkChain
 from tests.aiida_search.test_search_workchain import SPACE, builder_for
-from tests.cluster import CLUSTER
 from tests.faults import OnFirstCheckpoint, assert_resumed_from_the_cancelled_job
 from tests.integration.test_slurm_ssh import _code, slurm_computer  # noqa: F401  (the cluster's computer)
+from tests.services import CLUSTER
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

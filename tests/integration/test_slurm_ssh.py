@@ -15,8 +15,8 @@ from aiida.engine import CalcJob, run_get_node
 
 from aiida_cgcnn.calculations.train import TrainCalculation
 from aiida_cgcnn.workflows.train import TrainWorkChain
-from tests.cluster import CLUSTER, cluster_computer
 from tests.faults import chain
+from tests.services import CLUSTER, cluster_computer
 
 pytestmark = pytest.mark.slurm
 

@@ -27,16 +27,14 @@ from typing import Any
 import pytest
 
 from tests.aiida_fixtures import *  # noqa: F403
+from tests.services import env_file
 
 SERVICES = Path(os.environ.get("PRODUCTION_DIR", "/tmp/aiida-cgcnn-production"))
 
 
 def services_env() -> dict[str, str] | None:
-    """The settings ``start.sh`` wrote (KEY=value lines), or None when it has not (or stop.sh ran)."""
-    path = SERVICES / "env"
-    if not path.is_file():
-        return None
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    """The settings ``start.sh`` wrote, or None when it has not (or stop.sh ran)."""
+    return env_file(SERVICES / "env")
 
 
 def _connect(env: dict[str, str], dbname: str = "postgres") -> Any:

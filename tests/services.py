@@ -1,5 +1,6 @@
-"""The SLURM + sshd test cluster of ``.ci/slurm-ssh/start.sh`` as an AiiDA computer (core.ssh +
-core.slurm), for the integration tests and ``benchmarks/load.py``."""
+"""The test services of ``.ci/``, for the tests and ``benchmarks/load.py``: the settings files their
+start scripts write, and the SLURM + sshd cluster of ``.ci/slurm-ssh/start.sh`` as an AiiDA computer
+(core.ssh + core.slurm)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from typing import Any
 CLUSTER = Path(os.environ.get("SLURM_SSH_DIR", "/tmp/aiida-cgcnn-slurm"))
 
 
-def cluster_env() -> dict[str, str] | None:
-    """The cluster's ``env`` file (its directory and the sshd's port), or None when it does not run."""
-    path = CLUSTER / "env"
+def env_file(path: Path) -> dict[str, str] | None:
+    """The KEY=value lines a start script wrote, or None when it has not (or its stop script ran)."""
     if not path.is_file():
         return None
-    return dict(line.split("=", 1) for line in path.read_text().split() if "=" in line)
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def cluster_env() -> dict[str, str] | None:
+    """The cluster's settings (its directory and the sshd's port), or None when it does not run."""
+    return env_file(CLUSTER / "env")
 
 
 def cluster_computer(label: str, workdir: Path, poll_interval: float = 1.0) -> Any:
