@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidStructureError
-from .graph.batch import build_graph_store
-from .predict import GRAPH_CHUNK, Predictor, named_crystals
+from .predict import Predictor, graph_chunks, named_crystals
 from .structures import Crystal
 from .training.checkpoint import load_checkpoint
 from .training.dataset import CrystalDataset, Skipped
@@ -412,12 +411,9 @@ class Ensemble:
         parts: list[list[np.ndarray]] = [[] for _ in self.members]
         kept = []
         failures: list[tuple[int, str]] = []
-        for start in range(0, len(crystals), GRAPH_CHUNK):
-            chunk = crystals[start : start + GRAPH_CHUNK]
-            store, chunk_failures = build_graph_store(chunk, first.graph_settings, workers=workers)
-            bad = {p for p, _ in chunk_failures}
-            kept += [start + k for k in range(len(chunk)) if k not in bad]
-            failures += [(start + p, message) for p, message in chunk_failures]
+        for store, chunk_kept, chunk_failures in graph_chunks(crystals, first.graph_settings, workers):
+            kept += chunk_kept
+            failures += chunk_failures
             for part, member in zip(parts, self.members, strict=True):
                 part.append(member._run(store, None, batch_size, False)[0])
             del store

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,28 @@ def named_crystals(
     return crystals, keep, skipped
 
 
+def graph_chunks(
+    crystals: Sequence[Crystal],
+    settings: GraphSettings,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    structure_hash: str | None = None,
+) -> Iterator[tuple[GraphStore, list[int], list[tuple[int, str]]]]:
+    """The crystals' graphs, ``GRAPH_CHUNK`` structures at a time (all at once with ``cache_dir``: the
+    cache keeps the whole set's graphs under one key). Yields ``(store, kept, failures)``, positions in
+    ``crystals``; a caller drops each store before the next is built."""
+    step = max(len(crystals), 1) if cache_dir is not None else GRAPH_CHUNK
+    for start in range(0, max(len(crystals), 1), step):
+        chunk = crystals[start : start + step]
+        store, failures = build_graph_store(
+            chunk, settings, workers, cache_dir=cache_dir, structure_hash=structure_hash
+        )
+        bad = {position for position, _ in failures}
+        kept = [start + k for k in range(len(chunk)) if k not in bad]
+        yield store, kept, [(start + position, message) for position, message in failures]
+        del store
+
+
 class Predictor:
     """Predict with a trained model.
 
@@ -241,20 +263,14 @@ class Predictor:
             raise ValueError(f"this model needs the per-structure features {self.feature_names}")
         if features is not None:
             features = np.asarray(features, dtype=np.float64)
-        # the graphs of one chunk at a time; a graph cache holds the whole set's under one key
-        step = max(len(crystals), 1) if cache_dir is not None else GRAPH_CHUNK
         good: list[int] = []
         parts: list[tuple[np.ndarray, list[np.ndarray] | None, np.ndarray | None]] = []
-        for start in range(0, max(len(crystals), 1), step):
-            chunk = crystals[start : start + step]
-            store, failures = build_graph_store(
-                chunk, self.graph_settings, workers, cache_dir=cache_dir, structure_hash=structure_hash
-            )
+        for store, kept, failures in graph_chunks(
+            crystals, self.graph_settings, workers, cache_dir=cache_dir, structure_hash=structure_hash
+        ):
             if failures and not skip_invalid:
-                raise InvalidStructureError(chunk[failures[0][0]].id, failures[0][1].split(": ", 1)[-1])
-            bad = {position for position, _ in failures}
-            skipped += [Skipped(chunk[p].id, message) for p, message in failures]
-            kept = [start + k for k in range(len(chunk)) if k not in bad]
+                raise InvalidStructureError(crystals[failures[0][0]].id, failures[0][1].split(": ", 1)[-1])
+            skipped += [Skipped(crystals[p].id, message) for p, message in failures]
             good += kept
             chunk_features = None if features is None else features[kept]
             parts.append(self._run(store, chunk_features, batch_size, return_vectors, max_edges_per_batch))

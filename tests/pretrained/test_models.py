@@ -95,7 +95,7 @@ def test_graphs_built_in_chunks_give_the_values_and_skips_of_one_pass(phonons, m
     """An ensemble holds the graphs of ``GRAPH_CHUNK`` structures at a time: chunks of two give each
     structure its one-pass values (float32 batches of other sizes: 1e-5), in order, and skip the one
     whose graph fails in a later chunk under its own name."""
-    import aiida_cgcnn.ensemble as ensemble_module
+    import aiida_cgcnn.predict as predict_module
 
     cells = [
         ("Cu", 3.6, False),
@@ -111,7 +111,7 @@ def test_graphs_built_in_chunks_give_the_values_and_skips_of_one_pass(phonons, m
     structures.insert(3, stacked)
     ids = [f"s{k}" for k in range(len(structures))]
     whole = phonons.predict(structures, ids=ids, skip_invalid=True, warn=False)
-    monkeypatch.setattr(ensemble_module, "GRAPH_CHUNK", 2)
+    monkeypatch.setattr(predict_module, "GRAPH_CHUNK", 2)
     chunked = phonons.predict(structures, ids=ids, skip_invalid=True, warn=False)
     assert chunked.ids == whole.ids == ["s0", "s1", "s2", "s4", "s5"]
     assert [(s.id, "overlapping atoms" in s.reason) for s in chunked.skipped] == [("s3", True)]
